@@ -176,11 +176,16 @@ def split_report(y: Any, groups: Any, held_out: np.ndarray) -> dict[str, Any]:
         train_counts = all_counts - test_counts
         n_test, n_train = max(int(held_out.sum()), 1), max(int((~held_out).sum()), 1)
         share_all = all_counts / len(values)
-        deviation = max(np.abs(test_counts / n_test - share_all).max(), np.abs(train_counts / n_train - share_all).max())
+        deviation = max(
+            np.abs(test_counts / n_test - share_all).max(), np.abs(train_counts / n_train - share_all).max()
+        )
         worst = max(worst, float(deviation))
-        per_field.append({
-            str(c): {"train": int(a - b), "test": int(b)} for c, a, b in zip(classes, all_counts, test_counts, strict=True)
-        })
+        per_field.append(
+            {
+                str(c): {"train": int(a - b), "test": int(b)}
+                for c, a, b in zip(classes, all_counts, test_counts, strict=True)
+            }
+        )
     return {
         "train": int((~held_out).sum()),
         "test": int(held_out.sum()),

@@ -43,7 +43,9 @@ def test_frozen_clips_never_move_when_clips_are_added(case, n_new) -> None:
     first = stratified_group_split(y, groups, test_size=test_size, random_state=seed)
     rng = np.random.default_rng(seed + 1)
     # New clips: some join existing groups, some form new groups.
-    new_groups = np.where(rng.random(n_new) < 0.5, rng.choice(groups, n_new), groups.max() + 1 + rng.integers(0, 20, n_new))
+    new_groups = np.where(
+        rng.random(n_new) < 0.5, rng.choice(groups, n_new), groups.max() + 1 + rng.integers(0, 20, n_new)
+    )
     all_groups = np.concatenate([groups, new_groups])
     all_y = np.concatenate([y, rng.integers(0, y.max() + 2, n_new)])
     fixed = np.concatenate([first.astype(int), -np.ones(n_new, int)])

@@ -56,12 +56,18 @@ def main() -> None:
     best = min(ours)
     print(f"data: {args.clips:,} clips, {args.groups:,} groups, {args.classes} classes, test_size 0.2")
     print(f"{'method':<34}{'seconds':>10}{'test share':>12}{'max dev':>10}{'straddling':>12}")
-    print(f"{'cliptune stratified_group_split':<34}{best:>10.3f}{report['test_share']:>12.4f}"
-          f"{report['max_proportion_deviation']:>10.4f}{report['groups_straddling']:>12}")
-    print(f"{'sklearn StratifiedGroupKFold(5)':<34}{baseline:>10.3f}{baseline_report['test_share']:>12.4f}"
-          f"{baseline_report['max_proportion_deviation']:>10.4f}{baseline_report['groups_straddling']:>12}")
-    print(f"speed-up: {baseline / best:.1f}x (target >= 5x); ours, best of {args.repeats}: "
-          f"{', '.join(f'{t:.3f}' for t in ours)} s")
+    print(
+        f"{'cliptune stratified_group_split':<34}{best:>10.3f}{report['test_share']:>12.4f}"
+        f"{report['max_proportion_deviation']:>10.4f}{report['groups_straddling']:>12}"
+    )
+    print(
+        f"{'sklearn StratifiedGroupKFold(5)':<34}{baseline:>10.3f}{baseline_report['test_share']:>12.4f}"
+        f"{baseline_report['max_proportion_deviation']:>10.4f}{baseline_report['groups_straddling']:>12}"
+    )
+    print(
+        f"speed-up: {baseline / best:.1f}x (target >= 5x); ours, best of {args.repeats}: "
+        f"{', '.join(f'{t:.3f}' for t in ours)} s"
+    )
 
 
 if __name__ == "__main__":
