@@ -26,7 +26,8 @@ RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_aler
 
 
 def sample_clips(sample_dir: Path) -> list[Path]:
-    return sorted((sample_dir / "clips").rglob("*.mp4"))
+    """Every clip of the sample: MP4 (H.264) from most cameras, WebM (VP9, odd size) from one."""
+    return sorted(p for p in (sample_dir / "clips").rglob("*") if p.suffix in {".mp4", ".webm"})
 
 
 @pytest.fixture
@@ -55,7 +56,8 @@ def test_ingest_good_corrupt_duplicate_and_non_video(project: Project, messy_fol
     assert all(message and "Traceback" not in message for message in failed.values())
     with project.session() as session:
         clips = list(session.scalars(select(Clip).order_by(Clip.path)))
-    assert [c.path for c in clips] == ["day1/good0.mp4", "day1/good1.mp4", "day1/good2.mp4"]
+    # Of two identical files, the first in path order is kept ("copy_of_good0.mp4" sorts before "day1/").
+    assert [c.path for c in clips] == ["copy_of_good0.mp4", "day1/good1.mp4", "day1/good2.mp4"]
     for clip in clips:
         assert clip.source_path.exists()
         proxy = probe(project.path / clip.proxy_path)  # proxies decode back with decord
