@@ -304,6 +304,45 @@ def sample(
         out.print(f"wrote {clips} clips to {out_dir}")
 
 
+@app.command("agree")
+def agree_command(
+    project: ProjectArg,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 1000,
+    random_state: Annotated[int, typer.Option(help="Seed for the bootstrap.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Agreement per rubric field (Krippendorff's alpha by the field's level, with 95 % CIs) and per annotator."""
+    from curation.agreement import agreement_report
+
+    report = agreement_report(_open(project), n_boot=n_boot, random_state=random_state)
+    if as_json:
+        _print_json(report)
+        return
+    fields = Table(title=f"agreement per field ({report['clips_with_overlap']} clips with several annotators)")
+    for column in ("field", "metric", "level", "value", "95% CI", "clips", "annotators"):
+        fields.add_column(column)
+    for name, row in report["fields"].items():
+        low, high = row["ci"]
+        fields.add_row(name, METRIC_NAMES.get(row["metric"], row["metric"]), row["level"],
+                       _fmt_number(row["value"]), f"{_fmt_number(low)} – {_fmt_number(high)}", str(row["n_items"]),
+                       str(row["n_annotators"]))
+    out.print(fields)
+    people = Table(title="annotators")
+    for column in ("annotator", "clips", "agrees with others", "agrees with gold", "median s/clip"):
+        people.add_column(column)
+    for name, row in report["annotators"].items():
+        people.add_row(name, str(row["clips"]), _fmt_number(row["agreement_with_others"]),
+                       _fmt_number(row["agreement_with_gold"]), _fmt_number(row["median_seconds"]))
+    out.print(people)
+
+
+METRIC_NAMES = {"krippendorff_alpha": "alpha", "mean_pairwise_similarity": "similarity"}
+
+
+def _fmt_number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and turns user errors into one line and a non-zero exit."""
     try:
