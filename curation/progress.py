@@ -1,0 +1,280 @@
+"""Who has done what, how fast, and what a labeller or reviewer sees: the plain functions behind the browser app.
+
+Blind labelling is built in: :func:`labelling_view` returns only the asking annotator's own answers, and refuses a
+clip that is not assigned to them, so no page can show an annotator another person's answer by passing it along.
+Pace is measured over labelling acts (each stored version with a time), so a revision counts as work done.
+
+Example::
+
+    user_progress(project, "ana")        # UserProgress(assigned=14, done=5, ..., median_s=41.0, clips_per_hour=86.3)
+    view = labelling_view(project, "ana")  # the next clip to label, its proxy, and ana's earlier answer if any
+    sheet = review_sheet(project, 12)      # every annotator's current answer for clip 12, differing fields named
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from curation.annotations import AnnotationRecord, current_annotations
+from curation.assign import assigned_clips, next_clip
+from curation.errors import CliptuneError
+from curation.store import Annotation, Assignment, Clip, Project, User
+
+RULE_OF_THUMB_CLIPS_PER_HOUR = 20.0  # the field's figure when nothing has been measured yet
+
+
+@dataclass(frozen=True)
+class Pace:
+    acts: int  # labelling acts with a measured time
+    median_s: float | None
+    clips_per_hour: float | None  # 3600 × acts / seconds spent
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Pace:
+        seconds = [s for s in seconds if s is not None]
+        if not seconds:
+            return cls(0, None, None)
+        total = sum(seconds)
+        per_hour = round(3600 * len(seconds) / total, 1) if total > 0 else None
+        return cls(len(seconds), round(statistics.median(seconds), 1), per_hour)
+
+
+@dataclass(frozen=True)
+class UserProgress:
+    user: str
+    role: str
+    assigned: int
+    done: int  # assigned clips with a current answer of any status
+    submitted: int
+    skipped: int
+    unclear: int
+    pace: Pace
+
+    @property
+    def remaining(self) -> int:
+        return self.assigned - self.done
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["remaining"] = self.remaining
+        return data
+
+
+@dataclass(frozen=True)
+class ClipView:
+    id: int
+    path: str
+    proxy: Path | None  # absolute path of the browser proxy
+    fps: float
+    n_frames: int
+    duration_s: float
+    width: int
+    height: int
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LabellingView:
+    clip: ClipView | None  # None: nothing left to label
+    previous: AnnotationRecord | None  # this annotator's current answer for the clip, if any
+    progress: UserProgress
+    upcoming: int | None = None  # the clip likely to come after this one (to fetch ahead)
+
+
+@dataclass(frozen=True)
+class ReviewSheet:
+    clip: ClipView
+    answers: list[AnnotationRecord]  # every annotator's current answer, by annotator name
+    differing: list[str]  # rubric fields on which the submitted answers do not all agree
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> {annotator: value}
+
+
+def _user_row(session: Any, user: str) -> User:
+    row = session.scalar(select(User).where(User.name == user))
+    if row is None:
+        raise CliptuneError(f"no user {user!r} in this project; add it with `cliptune users add`")
+    return row
+
+
+def _seconds_by_user(project: Project, user: str | None = None) -> dict[str, list[float]]:
+    query = (select(User.name, Annotation.seconds_spent).join(User, User.id == Annotation.user_id)
+             .where(Annotation.seconds_spent.is_not(None)))
+    if user is not None:  # the label page asks on every run: read one person's rows only
+        query = query.where(User.name == user)
+    with project.session() as session:
+        rows = session.execute(query).all()
+    seconds: dict[str, list[float]] = {}
+    for name, value in rows:
+        seconds.setdefault(name, []).append(float(value))
+    return seconds
+
+
+def user_progress(project: Project, user: str) -> UserProgress:
+    """Assigned and answered clips of ``user``, by status, and their pace (median seconds, clips per hour)."""
+    with project.session() as session:
+        role = _user_row(session, user).role
+    assigned = assigned_clips(project, user)
+    assigned_ids = {clip_id for clip_id, _ in assigned}
+    statuses = Counter(a.status for a in current_annotations(project, user=user) if a.clip_id in assigned_ids)
+    return UserProgress(
+        user=user, role=role, assigned=len(assigned), done=sum(done for _, done in assigned),
+        submitted=statuses["submitted"], skipped=statuses["skipped"], unclear=statuses["unclear"],
+        pace=Pace.of(_seconds_by_user(project, user).get(user, [])),
+    )
+
+
+def annotator_progress(project: Project) -> list[UserProgress]:
+    """:func:`user_progress` for everyone who has assignments or answers, in the order they were added."""
+    with project.session() as session:
+        names = list(session.scalars(
+            select(User.name).where(
+                User.id.in_(select(Assignment.user_id)) | User.id.in_(select(Annotation.user_id))
+            ).order_by(User.id)
+        ))
+    return [user_progress(project, name) for name in names]
+
+
+def throughput(project: Project) -> dict[str, Any]:
+    """The whole team's pace: labelling acts, hours spent, median seconds per clip, clips per hour."""
+    seconds = [s for values in _seconds_by_user(project).values() for s in values]
+    pace = Pace.of(seconds)
+    return {"acts": pace.acts, "hours": round(sum(seconds) / 3600, 2), "median_s": pace.median_s,
+            "clips_per_hour": pace.clips_per_hour}
+
+
+def clip_view(project: Project, clip_id: int) -> ClipView:
+    """What a player needs to show one clip: its proxy (absolute path), frame rate and size."""
+    with project.session() as session:
+        clip = session.get(Clip, clip_id)
+    if clip is None:
+        raise CliptuneError(f"no clip {clip_id} in this project")
+    proxy = (project.path / clip.proxy_path).resolve() if clip.proxy_path else None
+    return ClipView(clip.id, clip.path, proxy, clip.fps, clip.n_frames, clip.duration_s, clip.width, clip.height,
+                    dict(clip.metadata_ or {}))
+
+
+def labelling_view(project: Project, user: str, clip_id: int | None = None) -> LabellingView:
+    """The clip ``user`` should label — ``clip_id`` (to revise) or their next unanswered one — blind to others.
+
+    ``previous`` is the user's own current answer for that clip; nobody else's answer is read.
+    """
+    progress = user_progress(project, user)
+    if clip_id is None:
+        clip_id = next_clip(project, user)
+    elif clip_id not in {c for c, _ in assigned_clips(project, user)}:
+        raise CliptuneError(f"clip {clip_id} is not assigned to {user}")
+    if clip_id is None:
+        return LabellingView(None, None, progress)
+    own = current_annotations(project, clip_ids=[clip_id], user=user)
+    upcoming = next_clip(project, user, after=clip_id)
+    return LabellingView(clip_view(project, clip_id), own[-1] if own else None, progress, upcoming)
+
+
+def own_answers(project: Project, user: str) -> list[AnnotationRecord]:
+    """The current answers of ``user`` (never anyone else's), newest first: what they may revise."""
+    return sorted(current_annotations(project, user=user), key=lambda a: a.id, reverse=True)
+
+
+def answer_history(project: Project, user: str, clip_id: int) -> list[AnnotationRecord]:
+    """Every version ``user`` stored for ``clip_id``, oldest first (a revision adds a version)."""
+    return current_annotations(project, clip_ids=[clip_id], user=user, history=True)
+
+
+def review_sheet(project: Project, clip_id: int) -> ReviewSheet:
+    """Every annotator's current answer for a clip side by side, and the fields on which they differ.
+
+    Fields differ by the rubric's own rule (tolerance for numbers and times, similarity for text), the same rule
+    that decides gold answers, so what the reviewer sees highlighted is what sent the clip to review.
+    """
+    from curation.resolve import values_agree
+
+    rubric = project.rubric
+    answers = sorted(current_annotations(project, clip_ids=[clip_id]), key=lambda a: a.user)
+    submitted = [a for a in answers if a.status == "submitted" and a.fields]
+    values = {f.name: {a.user: (a.fields or {}).get(f.name) for a in submitted} for f in rubric.fields}
+    differing = []
+    for rubric_field in rubric.fields:
+        seen = list(values[rubric_field.name].values())
+        if any(not values_agree(rubric_field, a, b) for i, a in enumerate(seen) for b in seen[i + 1:]):
+            differing.append(rubric_field.name)
+    return ReviewSheet(clip_view(project, clip_id), answers, differing, values)
+
+
+def label_distribution(project: Project, *, gold: bool = False) -> dict[str, dict[str, int]]:
+    """Counts per value of each choice and ordinal field, over current submitted answers (or gold answers)."""
+    rubric = project.rubric
+    names = [f.name for f in rubric.fields if f.type in ("choice", "ordinal")]
+    if gold:
+        from curation.resolve import resolve
+
+        rows = [g.fields for g in resolve(project).gold.values()]
+    else:
+        rows = [a.fields for a in current_annotations(project) if a.status == "submitted" and a.fields]
+    result = {}
+    for name in names:
+        counts = Counter(row.get(name) for row in rows if row.get(name) is not None)
+        result[name] = {choice: counts.get(choice, 0) for choice in rubric.field_map[name].choices}
+    return result
+
+
+def forecast(project: Project, target: int) -> dict[str, Any]:
+    """Hours of work to reach ``target`` clips at the team's measured pace, in one flat shape for the dashboard.
+
+    Uses :func:`curation.budget.budget_forecast` (labelling, held-out and review work, with its default
+    assumptions) when it is installed, and keeps its whole answer under ``detail``; otherwise a simple estimate:
+    clips still to label × median seconds per clip, or the field's rule of thumb of 20 clips per hour when
+    nothing has been measured yet. Keys: target, hours_total, hours_remaining, seconds_per_clip, clips_per_hour,
+    pace_source, parts ({label, hold_out, review} hours; None when not estimated), source, detail.
+    """
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise CliptuneError(f"target must be a whole number of clips, at least 1, got {target}")
+    try:
+        from curation.budget import budget_forecast
+    except ImportError:
+        budget_forecast = None
+    if budget_forecast is not None:
+        detail = budget_forecast(project, target)
+        pace = detail.get("pace", {})
+        return {"target": target, "hours_total": detail.get("total_hours"),
+                "hours_remaining": detail.get("remaining_hours"), "seconds_per_clip": pace.get("seconds_per_clip"),
+                "clips_per_hour": pace.get("clips_per_hour"), "pace_source": pace.get("source"),
+                "parts": {part: (detail.get(part) or {}).get("hours") for part in ("label", "hold_out", "review")},
+                "source": "curation.budget", "detail": detail}
+    with project.session() as session:
+        labelled = len(set(session.scalars(select(Annotation.clip_id).where(Annotation.status == "submitted"))))
+    pace = throughput(project)
+    measured = pace["median_s"] is not None
+    seconds_per_clip = pace["median_s"] if measured else 3600 / RULE_OF_THUMB_CLIPS_PER_HOUR
+    total = round(target * seconds_per_clip / 3600, 2)
+    remaining = round(max(0, target - labelled) * seconds_per_clip / 3600, 2)
+    return {"target": target, "hours_total": total, "hours_remaining": remaining, "seconds_per_clip": seconds_per_clip,
+            "clips_per_hour": round(3600 / seconds_per_clip, 1), "pace_source": "measured" if measured else "default",
+            "parts": {"label": total, "hold_out": None, "review": None}, "source": "curation.progress",
+            "detail": {"labelled_clips": labelled}}
+
+
+def agreement(project: Project, *, n_boot: int = 500, random_state: int = 0) -> dict[str, Any] | None:
+    """:func:`curation.agreement.agreement_report` if it is installed, else None (the dashboard says so)."""
+    try:
+        from curation.agreement import agreement_report
+    except ImportError:
+        return None
+    return agreement_report(project, n_boot=n_boot, random_state=random_state)
+
+
+def data_version(project: Project) -> tuple[int, int, int]:
+    """(last annotation id, last review id, last assignment id): changes whenever answers, reviews or
+    assignments change, so costly summaries (agreement bootstraps) can be cached on it."""
+    from sqlalchemy import func
+
+    from curation.store import Review
+
+    with project.session() as session:
+        return (session.scalar(select(func.max(Annotation.id))) or 0, session.scalar(select(func.max(Review.id))) or 0,
+                session.scalar(select(func.max(Assignment.id))) or 0)

@@ -1,0 +1,403 @@
+"""LoRA / QLoRA fine-tuning of a video VLM on an export, with transformers + peft.
+
+The base model is a local checkpoint loaded through ``AutoProcessor`` and ``AutoModelForImageTextToText`` (the
+Qwen2.5-VL / Qwen2-VL family first), or ``"tiny"``: a random-init Qwen2.5-VL built offline (:mod:`training.tiny`).
+LoRA goes on the language model's linear layers, chosen by a regular expression because the vision blocks have
+``gate_proj/up_proj/down_proj`` too; ``vision_lora`` adds the vision blocks. QLoRA (4-bit base, bitsandbytes) needs a
+CUDA device. bf16 on GPU, float32 on CPU. The loss is computed from logits at labelled positions only (the answer),
+which spares the vocabulary-sized logits of every prompt and video token. Checkpoints let ``resume`` continue a run
+exactly where it stopped (same data order, same optimizer state, same random state).
+
+The run folder holds ``adapter/`` (peft), ``processor/``, ``run_card.json`` + ``run_card.md`` (base model, data
+version, rubric version, hyper-parameters, metrics) and ``checkpoints/``; ``base-model/`` for the tiny model.
+
+Example::
+
+    card = train("exports/lobby-v1", "/models/Qwen2.5-VL-7B-Instruct", "runs/v1",
+                 TrainConfig(rank=16, frames=FrameSpec(num_frames=8)))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curation.errors import CliptuneError
+from training.data import IGNORE_INDEX, ClipDataset, Export, FrameSpec, collate, configure_processor, load_export
+
+LANGUAGE_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+VISION_LORA = r".*visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.(gate_proj|up_proj|down_proj|fc1|fc2))"
+TINY = "tiny"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run (scikit-learn style names where there is one). ``None`` means the default for the
+    base model, filled in by :meth:`resolved`: a real checkpoint and the random-init tiny model need different ones."""
+
+    method: str = "lora"  # lora | qlora
+    rank: int = 16
+    alpha: float | None = None  # 2 * rank
+    dropout: float | None = None  # 0.05; 0 for tiny
+    target_modules: str = LANGUAGE_LORA
+    vision_lora: bool | None = None  # off; on for tiny
+    modules_to_save: list[str] | None = None  # none; lm_head + embed_tokens for tiny
+    epochs: float | None = None  # 3; 20 for tiny
+    batch_size: int = 8
+    grad_accum: int = 1
+    learning_rate: float | None = None  # 2e-4; 6e-3 for tiny
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    random_state: int = 0
+    frames: FrameSpec | None = None  # 8 frames of at most 448 x 448; 112 x 112 for tiny
+    gradient_checkpointing: bool = False
+    save_every: int = 0  # steps between checkpoints; 0: at the end of each epoch
+    shuffle_labels: bool = False  # control run: targets permuted across train clips
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("lora", "qlora"):
+            raise CliptuneError(f"method must be lora or qlora, got {self.method!r}")
+        for name in ("rank", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise CliptuneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if any(value is not None and value <= 0 for value in (self.epochs, self.learning_rate)):
+            raise CliptuneError("epochs and learning-rate must be positive")
+
+    def resolved(self, tiny: bool = False) -> TrainConfig:
+        """Every ``None`` replaced by the default for a real checkpoint, or for the random-init tiny model: there
+        embeddings and output layer are trained in full (LoRA alone on random weights plateaus), the vision tower
+        gets LoRA too, dropout is off and the learning rate is high."""
+        defaults = {
+            "alpha": 2.0 * self.rank,
+            "epochs": 20.0 if tiny else 3.0,
+            "dropout": 0.0 if tiny else 0.05,
+            "vision_lora": tiny,
+            "modules_to_save": ["lm_head", "embed_tokens"] if tiny else [],
+            "learning_rate": 6e-3 if tiny else 2e-4,
+            "frames": FrameSpec(num_frames=8, max_pixels=112 * 112) if tiny else FrameSpec(),
+        }
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def default_frames(base_model: str | Path, *, num_frames: int = 8, fps: float | None = None,
+                   min_pixels: int | None = None, max_pixels: int | None = None) -> FrameSpec:
+    """A FrameSpec whose unset pixel budget is the base model's default (448 x 448; 112 x 112 for tiny)."""
+    default = TrainConfig().resolved(tiny=str(base_model) == TINY).frames
+    return FrameSpec(num_frames=num_frames, fps=fps, min_pixels=min_pixels or default.min_pixels,
+                     max_pixels=max_pixels or default.max_pixels)
+
+
+def device_and_dtype() -> tuple[Any, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+def check_base(path: str | Path, *, quantize: bool = False) -> None:
+    """CliptuneError unless ``path`` is a local checkpoint folder (and QLoRA can run here, if asked)."""
+    import importlib.util
+
+    import torch
+
+    if str(path) != TINY and not (Path(path) / "config.json").is_file():
+        raise CliptuneError(f"{path}: not a local model checkpoint (no config.json); give a folder such as "
+                            f"/models/Qwen2.5-VL-7B-Instruct or '{TINY}' — nothing is downloaded")
+    if quantize and (not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None):
+        raise CliptuneError("QLoRA needs a CUDA GPU and the bitsandbytes package; use --method lora here")
+
+
+def load_base(path: str | Path, *, quantize: bool = False, device: Any = None, dtype: Any = None):
+    """(model, processor) from a local checkpoint folder; never downloads."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(path)
+    check_base(path, quantize=quantize)
+    if device is None or dtype is None:
+        device, dtype = device_and_dtype()
+    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
+    if quantize:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=["visual", "lm_head"])
+        kwargs["device_map"] = {"": 0}
+    try:
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        model = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="sdpa", **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CliptuneError(f"{path}: cannot load the model or processor ({str(exc).splitlines()[0]})") from None
+    if not quantize:
+        model.to(device)
+    if processor.tokenizer.pad_token_id is None:
+        processor.tokenizer.pad_token = processor.tokenizer.eos_token
+    return model, processor
+
+
+def add_lora(model: Any, config: TrainConfig):
+    """Wrap ``model`` with LoRA adapters on the modules matching the config's regular expressions."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    config = config.resolved()  # a no-op for a config train() resolved already
+    pattern = config.target_modules + (f"|{VISION_LORA}" if config.vision_lora else "")
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=pattern, modules_to_save=config.modules_to_save or None, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise CliptuneError(f"LoRA target modules {pattern!r} match nothing in this model ({exc})") from None
+
+
+def batch_to(batch: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
+    return {k: (v.to(device, dtype) if k == "pixel_values_videos" else v.to(device)) for k, v in batch.items()
+            if hasattr(v, "to")}
+
+
+def answer_loss(model: Any, batch: dict[str, Any]):
+    """Mean cross-entropy over the answer tokens, with logits computed at those positions only.
+
+    Returns (loss, number of answer tokens). The causal shift: the hidden state at position t predicts token t+1.
+    """
+    import torch
+
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    wrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = wrapped.model(**inputs, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    chosen = targets != IGNORE_INDEX
+    logits = wrapped.get_output_embeddings()(hidden[:, :-1][chosen])
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets[chosen])
+    return loss, int(chosen.sum())
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def _latest_checkpoint(output: Path) -> Path | None:
+    found = sorted((output / "checkpoints").glob("step-*"))
+    return found[-1] if found else None
+
+
+def _save_checkpoint(output: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    target = output / "checkpoints" / f"step-{state['step']:07d}"
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial / "adapter")
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
+               partial / "trainer_state.pt")
+    partial.rename(target)  # a checkpoint is either complete or absent
+    for old in sorted((output / "checkpoints").glob("step-???????"))[:-2]:
+        shutil.rmtree(old)
+
+
+def _restore_checkpoint(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter" / "adapter_model.safetensors")))
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state.pop("optimizer"))
+    scheduler.load_state_dict(state.pop("scheduler"))
+    rng = state.pop("rng")
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return state
+
+
+def shuffled_outputs(outputs: list[str], seed: int) -> list[str]:
+    """Targets permuted across clips (a derangement where possible): the shuffled-label control."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(outputs))
+    for _ in range(100):
+        if len(outputs) < 2 or not np.any(order == np.arange(len(outputs))):
+            break
+        order = rng.permutation(len(outputs))
+    return [outputs[i] for i in order]
+
+
+def prepare_base(base_model: str | Path, output: Path, export: Export, config: TrainConfig) -> tuple[Path, str]:
+    """The base checkpoint's folder and kind: ``tiny`` is built (once) into ``output/base-model``."""
+    if str(base_model) != TINY:
+        return Path(base_model).resolve(), "local"
+    from training.tiny import build_tiny_model
+
+    target = output / "base-model"
+    if not (target / "config.json").exists():
+        build_tiny_model(target, export.rubric, random_state=config.random_state,
+                         min_pixels=config.frames.min_pixels, max_pixels=config.frames.max_pixels)
+    return target.resolve(), TINY
+
+
+def train(
+    export_path: str | Path,
+    base_model: str | Path,
+    output: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Fine-tune ``base_model`` on the export's train split; returns the run card (also written to ``output``).
+
+    ``progress`` is called after every optimizer step with {step, total, epoch, loss, seconds}. ``stop_after``
+    stops after that many steps of this call, leaving a checkpoint (used to test ``resume``).
+    """
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    config = config or TrainConfig()
+    output = Path(output)
+    export = load_export(export_path)
+    config = config.resolved(tiny=str(base_model) == TINY)
+    check_base(base_model, quantize=config.method == "qlora")  # before anything is written
+    checkpoint = _latest_checkpoint(output) if resume else None
+    if resume and checkpoint is None:
+        raise CliptuneError(f"{output}: no checkpoint to resume from; start without --resume")
+    if not resume and ((output / "run_card.json").exists() or _latest_checkpoint(output) is not None):
+        raise CliptuneError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
+    if checkpoint is not None:
+        saved = json.loads((output / "train_config.json").read_text(encoding="utf-8"))
+        same_base = str(base_model) == TINY or saved["base_model"] == str(Path(base_model).resolve())
+        if saved["hyper_parameters"] != config.to_dict() or not same_base:
+            raise CliptuneError(f"{output}: --resume needs the same base model and settings as the run it "
+                                f"continues (saved in {output / 'train_config.json'})")
+    output.mkdir(parents=True, exist_ok=True)
+    base_path, base_kind = prepare_base(base_model, output, export, config)
+    settings = {"hyper_parameters": config.to_dict(), "base_model": str(base_path)}
+    (output / "train_config.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    _seed_everything(config.random_state)
+    device, dtype = device_and_dtype()
+    model, processor = load_base(base_path, quantize=config.method == "qlora", device=device, dtype=dtype)
+    configure_processor(processor, config.frames)
+    model.config.use_cache = False
+    model = add_lora(model, config)
+    outputs = list(export.dataset["train"]["output"])
+    if config.shuffle_labels:
+        outputs = shuffled_outputs(outputs, config.random_state)
+    dataset = ClipDataset(export, "train", processor, config.frames, outputs=outputs)
+    steps_per_epoch = math.ceil(len(dataset) / (config.batch_size * config.grad_accum))
+    total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0}
+    if checkpoint is not None:
+        state = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
+    pad_id = processor.tokenizer.pad_token_id
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
+        "cpu", enabled=False)
+    save_every = config.save_every or steps_per_epoch
+    steps_this_call = 0
+    model.train()
+    while state["step"] < total and (stop_after is None or steps_this_call < stop_after):
+        started = time.perf_counter()
+        epoch, within = divmod(state["step"], steps_per_epoch)
+        order = _epoch_order(len(dataset), config.random_state, epoch)
+        per_step = config.batch_size * config.grad_accum
+        indices = order[within * per_step:(within + 1) * per_step]
+        step_loss = 0.0
+        micro_batches = [indices[i:i + config.batch_size] for i in range(0, len(indices), config.batch_size)]
+        for micro in micro_batches:
+            batch = batch_to(collate([dataset[i] for i in micro], pad_id), device, dtype)
+            with autocast:
+                loss, _ = answer_loss(model, batch)
+            (loss / len(micro_batches)).backward()
+            step_loss += loss.item() / len(micro_batches)
+            state["tokens"] += int(batch["attention_mask"].sum())
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        steps_this_call += 1
+        state["losses"].append(round(step_loss, 5))
+        state["seconds"] += time.perf_counter() - started
+        if progress is not None:
+            progress({"step": state["step"], "total": total, "epoch": epoch + 1, "loss": step_loss,
+                      "seconds": state["seconds"]})
+        if state["step"] % save_every == 0 or state["step"] == total or steps_this_call == stop_after:
+            _save_checkpoint(output, model, optimizer, scheduler, state)
+    if state["step"] < total:
+        return {"stopped_at": state["step"], "total": total}
+    model.save_pretrained(output / "adapter")
+    processor.save_pretrained(output / "processor")
+    losses = state["losses"]
+    card = {
+        "cliptune_run": 1,
+        "base_model": str(base_path), "base_model_kind": base_kind,
+        "export": str(export.root.resolve()), "dataset_version": export.dataset_version,
+        "rubric": {"name": export.rubric.name, "version": export.rubric_version},
+        "hyper_parameters": config.to_dict(),
+        "data": {"train_rows": len(dataset), "train_clips": len(set(export.dataset["train"]["clip_id"])),
+                 "test_rows": len(export.dataset["test"])},
+        "metrics": {"train": {
+            "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
+            "first_loss": losses[0], "final_loss": float(np.mean(losses[-max(1, steps_per_epoch):])),
+            "seconds": round(state["seconds"], 2), "tokens": state["tokens"],
+            "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
+            "trainable_parameters": sum(p.numel() for p in parameters)}},
+        "warnings": [],
+        "environment": _environment(device),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    from training.evaluate import write_run_card  # evaluate imports this module; the card is its report
+
+    write_run_card(output, card)
+    return card
+
+
+def _environment(device: Any) -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {"device": f"{device.type}: {name}", "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": platform.python_version()}
