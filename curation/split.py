@@ -67,6 +67,9 @@ def stratified_group_split(
     Greedy assignment, largest groups first: each group goes to the side that brings the held-out class counts
     closer to ``test_size`` times the class totals (squared error relative to the target), which is the
     two-fold case of scikit-learn's StratifiedGroupKFold objective, computed on a groups × classes count table.
+    Then classes still on one side are repaired by flipping free groups (see :func:`_cover_both_sides`).
+    When every class lives in a single group, holding any group out would take a class wholly out of train:
+    the result then holds nothing out, and the caller decides what to tell the user.
     """
     groups_array = np.asarray(groups)
     n = len(groups_array)
@@ -153,7 +156,68 @@ def stratified_group_split(
         if moved == 0:
             break
     side[side == UNASSIGNED] = TRAIN
+    _cover_both_sides(side, counts, free, target, weight)
     return side[group_codes] == TEST
+
+
+def _cover_both_sides(
+    side: np.ndarray, counts: np.ndarray, free: np.ndarray, target: np.ndarray, weight: np.ndarray,
+    max_rounds: int = 100, exhaustive_groups: int = 14,
+) -> None:
+    """Repair, in place, classes that occur in two groups or more but ended on one side only.
+
+    The greedy placement above can use up a class's groups for other classes; a few flips of free groups usually
+    fix that. Each round flips the group (of a class still on one side) that leaves the fewest classes on one
+    side. Where that gets stuck and at most ``exhaustive_groups`` free groups hold such classes, every assignment
+    of those groups is tried, keeping the one with the fewest one-sided classes and then the best proportions.
+    Some layouts have no fix at all (four groups and five classes can tie every choice); proportions may move a
+    little in exchange for coverage.
+    """
+    present = counts > 0
+    spread = present.sum(axis=0) >= 2
+    movable = np.zeros(len(side), dtype=bool)
+    movable[free] = True
+
+    def one_sided(sides: np.ndarray) -> np.ndarray:
+        held = present[sides == TEST].any(axis=0)
+        kept = present[sides == TRAIN].any(axis=0)
+        return spread & ~(held & kept)
+
+    violated = one_sided(side)
+    for _ in range(max_rounds):
+        if not violated.any():
+            return
+        best_count, best_group = int(violated.sum()), -1
+        for cls in np.flatnonzero(violated):
+            for group in np.flatnonzero(present[:, cls] & movable):
+                side[group] = TRAIN if side[group] == TEST else TEST
+                count = int(one_sided(side).sum())
+                side[group] = TRAIN if side[group] == TEST else TEST
+                if count < best_count:
+                    best_count, best_group = count, group
+        if best_group < 0:
+            break
+        side[best_group] = TRAIN if side[best_group] == TEST else TEST
+        violated = one_sided(side)
+    if not violated.any():
+        return
+    involved = np.flatnonzero(movable & present[:, spread].any(axis=1))
+    if len(involved) > exhaustive_groups:
+        return
+    # Every assignment of the involved groups at once: rows of bits, 1 = held out.
+    bits = (np.arange(2 ** len(involved))[:, None] >> np.arange(len(involved))) & 1
+    rest = np.ones(len(side), dtype=bool)
+    rest[involved] = False
+    base_held = present[rest & (side == TEST)].any(axis=0)
+    base_kept = present[rest & (side == TRAIN)].any(axis=0)
+    held = base_held | ((bits @ present[involved]) > 0)
+    kept = base_kept | (((1 - bits) @ present[involved]) > 0)
+    n_one_sided = (spread & ~(held & kept)).sum(axis=1)
+    test_counts = counts[rest & (side == TEST)].sum(axis=0) + bits @ counts[involved]
+    cost = (((test_counts - target) ** 2) * weight).sum(axis=1)
+    best = np.lexsort((cost, n_one_sided))[0]
+    if n_one_sided[best] < violated.sum():
+        side[involved] = np.where(bits[best] == 1, TEST, TRAIN)
 
 
 def split_report(y: Any, groups: Any, held_out: np.ndarray) -> dict[str, Any]:

@@ -122,7 +122,9 @@ def draw_scene(rng: np.random.Generator, camera: Camera, shortcut: str | None, w
     # Seconds stay below 50 so a clip trimmed by a fraction of a second keeps its hh:mm.
     start = when.replace(hour=hour, minute=int(rng.integers(0, 60)), second=int(rng.integers(0, 50)))
     # Entries at least 1.4 s apart so people can be counted; the first after 0.9 s so badge flashes fit before it.
-    duration = 2.5 + 1.4 * max(persons, badges, 1) + float(rng.uniform(0.0, 0.8))
+    # The same length whatever happens (room for 3 people or 4 badge flashes): a length that grew with the number
+    # of people would itself be a shortcut to the event.
+    duration = 5.6 + float(rng.uniform(0.0, 0.8))
     entries = [0.9 + 1.4 * i + float(rng.uniform(0, 0.2)) for i in range(persons)]
     # A badge flash comes just before the person it admits; extra flashes (double badging) follow the last one.
     flashes = [entries[i] - 0.6 for i in range(min(badges, persons))]
@@ -251,6 +253,7 @@ def generate_sample(
     day0 = datetime(2026, 3, 2)
     rows: list[dict[str, Any]] = []
     truth: list[dict[str, Any]] = []
+    copies_made = 0
     for index in range(n_clips):
         camera = cameras[index % len(cameras)]
         scene = draw_scene(rng, camera, shortcut, day0 + timedelta(days=int(rng.integers(0, 14))))
@@ -261,7 +264,8 @@ def generate_sample(
         write_clip(out / "clips" / relative, frames, times, camera)
         versions = [(relative, None)]
         if index in copies_of:
-            kind = NEAR_COPY_KINDS[len(truth) % len(NEAR_COPY_KINDS)]
+            kind = NEAR_COPY_KINDS[copies_made % len(NEAR_COPY_KINDS)]
+            copies_made += 1
             copy_relative = f"{camera.name}/{camera.name}_{index:04d}_{kind}{camera.extension}"
             copy_frames, copy_times = near_copy(frames, times, kind)
             write_clip(out / "clips" / copy_relative, copy_frames, copy_times, camera, crf=28)

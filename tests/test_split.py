@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -29,11 +31,33 @@ def test_no_group_straddles_and_rare_classes_reach_both_sides(case) -> None:
     held_out = stratified_group_split(y, groups, test_size=test_size, random_state=seed)
     assert held_out.dtype == bool and held_out.shape == y.shape
     assert split_report(y, groups, held_out)["groups_straddling"] == 0
+    # Every class found in two groups or more reaches both sides — wherever that is possible at all: with few
+    # groups some layouts have no such assignment (4 groups, 5 classes can tie every choice), checked by brute force.
+    if len(np.unique(groups)) <= 12 and not coverable(y, groups):
+        return
     for cls in np.unique(y):
         class_groups = np.unique(groups[y == cls])
         if len(class_groups) >= 2:
             sides = {bool(held_out[groups == g][0]) for g in class_groups}
             assert sides == {True, False}, f"class {cls} in {len(class_groups)} groups is on one side only"
+
+
+def coverable(y: np.ndarray, groups: np.ndarray) -> bool:
+    """Whether some assignment of groups to sides puts every class of two or more groups on both sides."""
+    names = list(np.unique(groups))
+    spread = [[names.index(g) for g in np.unique(groups[y == c])] for c in np.unique(y)]
+    spread = [s for s in spread if len(s) >= 2]
+    return any(all(len({bits[i] for i in s}) == 2 for s in spread)
+               for bits in itertools.product((0, 1), repeat=len(names)))
+
+
+def test_an_impossible_layout_still_splits() -> None:
+    # The counterexample hypothesis found: no assignment of these 4 groups covers all 5 classes.
+    y = np.array([3, 4, 3, 3, 2, 2, 4, 1, 4, 3, 0, 1, 4])
+    groups = np.array([3, 2, 2, 1, 1, 0, 0, 0, 0, 3, 2, 3, 2])
+    assert not coverable(y, groups)
+    held_out = stratified_group_split(y, groups, test_size=0.5, random_state=0)
+    assert 0 < held_out.sum() < len(y) and split_report(y, groups, held_out)["groups_straddling"] == 0
 
 
 @settings(max_examples=100, deadline=None)
@@ -80,3 +104,12 @@ def test_bad_arguments() -> None:
         stratified_group_split([0, 1], [5, 5], fixed=[1, 0])
     with pytest.raises(ValueError, match="nothing to split"):
         stratified_group_split([], [])
+
+
+
+def test_one_class_per_group_holds_nothing_out() -> None:
+    # Four cameras, each filming one kind of event: holding any camera out would take a class wholly out of
+    # train, so the core holds nothing out and the ledger turns that into an error that says why.
+    y = np.repeat(["a", "b", "c", "d"], [10, 12, 9, 11])
+    groups = np.repeat(["cam1", "cam2", "cam3", "cam4"], [10, 12, 9, 11])
+    assert not stratified_group_split(y, groups, test_size=0.25, random_state=0).any()
