@@ -175,6 +175,18 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class ClipFeatures(Base):
+    """Cached audit features of a clip (curation.features), one row per clip and extractor version."""
+
+    __tablename__ = "clip_features"
+    __table_args__ = (UniqueConstraint("clip_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clip.id"), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 APPEND_ONLY_TABLES = ("annotation", "review", "event")
 
 
@@ -282,6 +294,16 @@ class Project:
                 f"{path} was written by a newer cliptune (schema {row.value}; this one understands up to "
                 f"{SCHEMA_VERSION}): upgrade cliptune to open it"
             )
+        # clip_features came after schema 1 and is an additive cache: older projects get it here. IF NOT EXISTS,
+        # so two processes opening one project at once do not race; checked first, so a plain open writes nothing.
+        from sqlalchemy import inspect
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        if not inspect(engine).has_table(ClipFeatures.__tablename__):
+            with engine.begin() as connection:
+                connection.execute(CreateTable(ClipFeatures.__table__, if_not_exists=True))
+                for index in ClipFeatures.__table__.indexes:
+                    connection.execute(CreateIndex(index, if_not_exists=True))
         return cls(path, engine)
 
     # -- sessions --------------------------------------------------------------------------------------
