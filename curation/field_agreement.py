@@ -6,7 +6,8 @@ number of annotators per clip and missing answers, so one figure serves every fi
 Fleiss' kappa, Gwet's AC1 (which stays meaningful for rare events, where kappa collapses although annotators
 agree) and percent agreement. Free-text fields get a similarity agreement: the mean over clips of the mean
 pairwise :func:`curation.text_similarity.text_similarity` (symmetric chrF on normalised text), with the share of
-pairs that match exactly beside it. Confidence intervals: percentile bootstrap over clips.
+pairs that match exactly beside it. Confidence intervals: percentile bootstrap over clips (none for fewer than
+five clips with two answers or more: resampling two clips says nothing).
 
 Per annotator: the share of (clip, field) comparisons with each other annotator of the same clip that agree by
 the field's rule (tolerance, similarity threshold), the share of fields that agree with the clip's gold answer
@@ -36,6 +37,8 @@ from curation.rubric import Rubric, RubricField
 from curation.store import Project, Review, User
 from curation.text_similarity import exact_match, text_similarity
 
+# Fewer clips than this with two answers or more: a bootstrap over clips says nothing, so no interval is given.
+MIN_ITEMS_FOR_INTERVAL = 5
 LEVELS = {"choice": "nominal", "ordinal": "ordinal", "integer": "interval", "number": "interval", "time": "interval"}
 
 
@@ -92,7 +95,8 @@ def field_agreement(
             rng = np.random.default_rng(random_state)
             boots = [_text_agreement([texts[i] for i in rng.integers(0, len(texts), len(texts))])[0]
                      for _ in range(n_boot if len(texts) > 1 else 0)]
-            result.update(value=round(value, 4), ci=_interval(boots), exact_match=round(exact, 4),
+            ci = _interval(boots) if len(texts) >= MIN_ITEMS_FOR_INTERVAL else [None, None]
+            result.update(value=round(value, 4), ci=ci, exact_match=round(exact, 4),
                           threshold=rubric_field.similarity_threshold)
         return result
     level = LEVELS[rubric_field.type]
@@ -115,7 +119,8 @@ def field_agreement(
     value = alpha(everything)
     rng = np.random.default_rng(random_state)
     boots = [alpha(rng.integers(0, len(clip_ids), len(clip_ids))) for _ in range(n_boot)]
-    result.update(value=_rounded(value), ci=_interval(boots))
+    result.update(value=_rounded(value),
+                  ci=_interval(boots) if len(clip_ids) >= MIN_ITEMS_FOR_INTERVAL else [None, None])
     if rubric_field.type == "choice":
         ratings = np.array(data, dtype=object).T  # units × raters
         for name, statistic in (("fleiss_kappa", agreement.fleiss_kappa), ("gwet_ac1", agreement.gwet_ac1),

@@ -254,12 +254,17 @@ class Project:
             rubric = load_rubric(rubric_path)
         else:
             rubric_text = None
-        if (path / DATABASE_NAME).exists() or (database_url is None and (path / DATABASE_NAME).exists()):
+        if (path / DATABASE_NAME).exists():
             raise StoreError(f"{path} is already a cliptune project; open it instead of initialising it")
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "media").mkdir(exist_ok=True)
         url = database_url or _sqlite_url(path)
         engine = make_engine(url)
+        if database_url is not None:
+            from sqlalchemy import inspect
+
+            if inspect(engine).has_table(Meta.__tablename__):
+                raise StoreError("that database already holds a cliptune project; open it instead of initialising it")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "media").mkdir(exist_ok=True)
         Base.metadata.create_all(engine)
         project = cls(path, engine)
         with project.write() as session:

@@ -109,3 +109,15 @@ def test_agree_cli(labelled: Project) -> None:
     missing = subprocess.run([*command[:3], "agree", str(labelled.path.parent / "nowhere")], capture_output=True,
                              text=True)
     assert missing.returncode == 1 and "not a cliptune project" in missing.stderr
+
+
+def test_no_interval_from_a_handful_of_clips() -> None:
+    from curation.field_agreement import field_agreement
+    from curation.rubric import load_rubric
+
+    persons = load_rubric(RUBRIC).field_map["persons"]
+    few = field_agreement(persons, {1: {"a": 1, "b": 2}, 2: {"a": 0, "b": 0}}, n_boot=100)
+    assert few["n_items"] == 2 and few["value"] is not None and few["ci"] == [None, None]
+    enough = field_agreement(persons, {i: {"a": i % 3, "b": i % 3 + (i % 4 == 0)} for i in range(12)}, n_boot=100)
+    low, high = enough["ci"]
+    assert low is not None and low <= enough["value"] <= high

@@ -166,3 +166,11 @@ def test_review_needs_reason_and_reviewer(project: Project) -> None:
     assert status["annotations"]["current"] == 1 and status["clips"]["total"] == 1
     with project.session() as session:
         assert session.scalar(select(Clip.group_key)) == "camera:cam1"
+
+
+def test_init_refuses_a_database_url_that_already_holds_a_project(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Project.init(tmp_path / "first", RUBRIC, database_url=url)
+    with pytest.raises(StoreError, match="already holds a cliptune project"):
+        Project.init(tmp_path / "second", RUBRIC, database_url=url)
+    assert not (tmp_path / "second").exists()  # refused before anything was written
