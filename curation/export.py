@@ -105,8 +105,13 @@ def _gather(project: Project, policy: str, extra_groups: dict[int, str] | None) 
     with project.session() as session:
         clips = {c.id: c for c in session.scalars(select(Clip))}
     groups = split_groups({c.id: c.group_key for c in clips.values()}, extra_groups)
+    # A group with clips on both sides (near-duplicates found after the split was frozen) would train on copies of
+    # held-out clips. The held-out side stays as it is; the group's train-side clips are left out of the export.
+    held_out_groups = {groups[c] for c, entry in ledger.items() if entry.split == "test" and c in groups}
+    leaking = {c for c, entry in ledger.items()
+               if entry.split == "train" and groups.get(c) in held_out_groups}
     selected, missing_media = [], 0
-    for clip_id in sorted(set(resolution.gold) & set(ledger)):
+    for clip_id in sorted((set(resolution.gold) & set(ledger)) - leaking):
         clip = clips[clip_id]
         if not clip.proxy_path or not (project.path / clip.proxy_path).is_file():
             missing_media += 1
@@ -119,6 +124,7 @@ def _gather(project: Project, policy: str, extra_groups: dict[int, str] | None) 
         "gold_but_not_in_split": len(set(resolution.gold) - set(ledger)),
         "in_split_without_gold": len([c for c in ledger if c not in resolution.gold and c in clips]),
         "missing_media": missing_media,
+        "train_side_of_a_group_held_out": len(leaking & set(resolution.gold)),
     }
     return {"resolution": resolution, "ledger": ledger, "clips": selected, "groups": groups, "left_out": left_out}
 
@@ -166,7 +172,11 @@ def export_dataset(
         if out.exists():
             retired = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(retired)
-            staging.rename(out)
+            try:
+                staging.rename(out)
+            except BaseException:
+                retired.rename(out)  # the earlier export stays where it was
+                raise
             shutil.rmtree(retired)
         else:
             staging.rename(out)
@@ -301,10 +311,11 @@ def _per_class(rubric, golds, sides: list[str], copies: list[int]) -> dict[str, 
 
 
 def _straddling(gathered: dict[str, Any]) -> int:
+    """Groups with exported clips on both sides (0 by construction: leaking train clips are left out)."""
     sides: dict[str, set[str]] = {}
-    for clip_id, entry in gathered["ledger"].items():
-        if clip_id in gathered["groups"]:
-            sides.setdefault(gathered["groups"][clip_id], set()).add(entry.split)
+    for clip in gathered["clips"]:
+        if clip.id in gathered["groups"]:
+            sides.setdefault(gathered["groups"][clip.id], set()).add(gathered["ledger"][clip.id].split)
     return sum(1 for s in sides.values() if len(s) > 1)
 
 

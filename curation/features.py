@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -249,15 +250,33 @@ def load_features(project: Project, *, version: str = EXTRACTOR_VERSION) -> dict
 
 def _as_hour(values: list[str]) -> list[float] | None:
     """Fractional hour of day of each value if (nearly) all parse as date-times, else None."""
-    import pandas as pd
 
     present = [v for v in values if v not in ("", None)]
     if not present or any(isinstance(v, int | float) for v in present):
         return None
-    parsed = pd.to_datetime(pd.Series(values, dtype="object"), errors="coerce", format="ISO8601")
-    if parsed.notna().sum() < TIMESTAMP_SHARE * len(present) or not any(":" in str(v) for v in present):
+    # One value at a time: footage that spans a daylight-saving change mixes UTC offsets, which a whole-column
+    # parse refuses. The hour is the wall-clock hour as written (what "night" means on site), not UTC.
+    parsed = [_parse_time(v) for v in values]
+    if sum(t is not None for t in parsed) < TIMESTAMP_SHARE * len(present) or not any(":" in str(v) for v in present):
         return None
-    return [t.hour + t.minute / 60.0 if not pd.isna(t) else math.nan for t in parsed]
+    return [t.hour + t.minute / 60.0 if t is not None else math.nan for t in parsed]
+
+
+def _parse_time(value: Any) -> Any:
+    """A date-time (ISO 8601 and the other forms pandas reads), or None."""
+    import pandas as pd
+
+    if value in ("", None):
+        return None
+    try:
+        return datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        pass
+    try:
+        stamp = pd.to_datetime(str(value).strip())
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None if pd.isna(stamp) else stamp
 
 
 def _as_number(values: list[Any]) -> list[float] | None:

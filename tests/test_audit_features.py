@@ -4,6 +4,7 @@ made before the cache existed, and a clip that cannot be decoded is listed witho
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sqlite3
 from pathlib import Path
@@ -105,3 +106,13 @@ def test_metadata_columns_find_the_hour_skip_ids_and_keep_numbers() -> None:
     assert columns["hour"] == ("numeric", [20.5, 21.5, 22.5, 23.5, 0.5, 1.5, 2.5, 3.5])
     assert columns["camera"][0] == "categorical" and columns["temperature"][0] == "numeric"
     assert "serial" not in columns and "recorded_at" not in columns
+
+
+def test_hour_of_day_across_a_daylight_saving_change() -> None:
+    # Footage spanning a DST change mixes UTC offsets; the hour is the wall-clock hour written on site.
+    from curation.features import _as_hour
+
+    hours = _as_hour(["2024-03-30T23:30:00+01:00", "2024-04-02T01:15:00+02:00", "2024-04-02T01:15:00Z",
+                      "2024-04-02 13:45:00", ""])
+    assert hours[:4] == [23.5, 1.25, 1.25, 13.75] and math.isnan(hours[4])
+    assert _as_hour(["north", "south"]) is None and _as_hour(["12", "13"]) is None

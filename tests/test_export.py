@@ -267,3 +267,18 @@ def test_cli_export_json(exported: dict, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "curation.cli", "export", str(exported["project"].path), str(out),
                           "--oversample", "smote"], capture_output=True, text=True, timeout=180)
     assert bad.returncode == 1 and bad.stderr.startswith("error: --oversample smote") and "Traceback" not in bad.stderr
+
+
+def test_near_duplicates_found_after_the_freeze_keep_their_copy_out_of_train(exported: dict, tmp_path: Path) -> None:
+    """The audit links a frozen train clip to a frozen held-out clip: the held-out clip stays, the train copy goes."""
+    project, ledger = exported["project"], current_split(exported["project"])
+    train_clip = next(c for c, e in sorted(ledger.items()) if e.split == "train")
+    test_clip = next(c for c, e in sorted(ledger.items()) if e.split == "test")
+    linked = {**exported["extra"], train_clip: "late-dup", test_clip: "late-dup"}
+    report = export_dataset(project, tmp_path / "v2", extra_groups=linked, formats="hf")
+    data = datasets.load_from_disk(str(tmp_path / "v2" / "hf"))
+    assert test_clip in set(data["test"]["clip_id"])
+    leaked = train_clip not in set(data["train"]["clip_id"])
+    assert leaked and report["left_out"]["train_side_of_a_group_held_out"] >= 1
+    assert report["groups_straddling"] == 0
+    assert current_split(project)[train_clip].split == "train"  # nothing in the ledger moved
