@@ -271,6 +271,15 @@ def test_a_session_expires_when_idle(surveillance: Project, monkeypatch: pytest.
     assert current_annotations(surveillance) == []
     assert not [b for b in at.button if b.label == "Submit"]
     assert at.info[0].value.startswith("Your session expired")
+    # ... but what she typed is not lost: after logging in again it is filled in, and Submit stores it.
+    by_label = {t.label: t for t in at.text_input}
+    by_label["Name"].input("ana")
+    by_label["Password"].input("password-ana")
+    at.button[0].click().run()
+    assert any("What you typed is filled in again" in w.value for w in at.warning)
+    press(at, "Submit")
+    (row,) = current_annotations(surveillance, user="ana")
+    assert row.fields == FIELDS
 
 
 def test_log_out_ends_the_session(surveillance: Project) -> None:

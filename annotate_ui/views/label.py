@@ -27,10 +27,13 @@ state.setdefault("shown_at", {})
 
 def save(clip_id: int, prefix: str, timer_key: str, status: str) -> None:
     """Button callback: validate, store one annotation row with its time, and move on (or say what is wrong)."""
-    if auth.current_login() is None:  # expired while the page stood open: nothing is written in their name
-        return
     values = rubric_form.read_fields(rubric, prefix)
     comment = (state.get(prefix + "_comment") or "").strip() or None
+    if auth.current_login() is None:
+        # Expired while the page stood open: nothing is written in their name, but what they typed is kept (in
+        # this browser session, outside any widget) and filled in again once they log back in.
+        state["kept_answer"] = {"user": me.user, "clip_id": clip_id, "fields": values, "comment": comment or ""}
+        return
     if status == "submitted":
         problems = rubric.validate_fields(values)
         if problems:
@@ -85,6 +88,13 @@ else:
     timer_key = prefix
     state["shown_at"].setdefault(timer_key, time.monotonic())
 
+    kept = state.get("kept_answer")
+    if kept is not None and previous is None and kept["user"] == me.user and kept["clip_id"] == clip.id:
+        state.pop("kept_answer")
+        st.warning(f"Your session expired before your answer to clip {clip.id} was stored. What you typed is "
+                   "filled in again: press Submit to store it.")
+    else:
+        kept = None
     if previous is not None:
         banner = st.columns([5, 1], vertical_alignment="center")
         banner[0].info(f"Revising your answer to clip {clip.id} ({previous.status}, "
@@ -98,9 +108,11 @@ else:
         with st.expander("Instructions", expanded=True):
             st.markdown(rubric.instructions or "_This rubric has no instructions._")
     with right:
-        values = rubric_form.rubric_fields(rubric, prefix, previous.fields if previous else None)
+        earlier = previous.fields if previous else (kept["fields"] if kept else None)
+        values = rubric_form.rubric_fields(rubric, prefix, earlier)
         rubric_form.preview(rubric, values)
-        st.text_input("Comment", key=prefix + "_comment", value=(previous.comment or "") if previous else "",
+        comment_before = (previous.comment or "") if previous else (kept["comment"] if kept else "")
+        st.text_input("Comment", key=prefix + "_comment", value=comment_before,
                       placeholder="needed for Unclear: what is unclear?")
         buttons = st.columns(3)
         buttons[0].button("Submit", type="primary", key=prefix + "_submit",
