@@ -97,6 +97,9 @@ def _ls_report(result: dict[str, Any], what: str) -> None:
               f"Studio), {result['unchanged']} unchanged, {len(result['failed'])} tasks failed, of {result['tasks']}"
               + (f"; new annotators: {', '.join(result['users_created'])}" if result["users_created"] else ""),
               highlight=False, soft_wrap=True)
+    if result.get("superseded"):
+        err.print(f"  {result['superseded']} Label Studio answers are older than the same person's later answer "
+                  "in cliptune and were not imported (the later answer stays current)", highlight=False)
     for failure in result["failed"]:
         err.print(f"  task {failure['task']}: {failure['error']}", highlight=False, markup=False, soft_wrap=True)
 

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from annotate_ui.label_studio_config import LabelStudioError, fields_from_result
 from curation.annotations import add_annotation
@@ -50,6 +50,9 @@ class LabelStudioImportReport:
     imported: int = 0  # annotation versions written (submitted and skipped)
     skipped: int = 0  # of those, cancelled in Label Studio, stored with status "skipped"
     unchanged: int = 0  # already in the store: same annotation, same update time
+    # older than the same person's later answer made outside Label Studio (the app, an import): not stored, so the
+    # later answer stays current
+    superseded: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"task": id, "error": reasons}
     users_created: list[str] = field(default_factory=list)
 
@@ -102,12 +105,17 @@ def import_tasks(
     planned.sort(key=lambda row: (row["updated_at"], row["annotation_id"]))
 
     known, current = _stored_versions(project)
+    answered_elsewhere = _latest_other_answers(project)
     with project.session() as session:
         existing_users = set(session.scalars(select(User.name)))
     for row in planned:
         key = (row["clip_id"], row["user"])
         if (row["external_id"], *key) in known:
             report.unchanged += 1
+            continue
+        elsewhere = answered_elsewhere.get(key)
+        if elsewhere is not None and row["updated_at"] and elsewhere > _naive_utc(row["updated_at"]):
+            report.superseded += 1
             continue
         latest = current.get(key)
         # A re-save in Label Studio that changed nothing is not a new version.
@@ -131,7 +139,7 @@ def import_tasks(
 
 def _summary(report: LabelStudioImportReport) -> dict[str, Any]:
     return {"tasks": report.tasks, "imported": report.imported, "unchanged": report.unchanged,
-            "failed": len(report.failed), "users_created": report.users_created}
+            "superseded": report.superseded, "failed": len(report.failed), "users_created": report.users_created}
 
 
 def _stored_versions(project: Project) -> tuple[set[tuple[str, int, str]], dict[tuple[int, str], tuple]]:
@@ -146,6 +154,23 @@ def _stored_versions(project: Project) -> tuple[set[tuple[str, int, str]], dict[
     known = {(ext, clip_id, name) for ext, clip_id, name, _, _ in rows}
     current = {(clip_id, name): (ext, status, fields) for ext, clip_id, name, status, fields in rows}
     return known, current
+
+
+def _latest_other_answers(project: Project) -> dict[tuple[int, str], datetime]:
+    """When each (clip, person) last answered outside Label Studio (naive UTC, as the store keeps times)."""
+    with project.session() as session:
+        rows = session.execute(
+            select(Annotation.clip_id, User.name, func.max(Annotation.created_at))
+            .join(User, User.id == Annotation.user_id)
+            .where(or_(Annotation.external_id.is_(None), Annotation.external_id.not_like(f"{EXTERNAL_PREFIX}%")))
+            .group_by(Annotation.clip_id, User.name)
+        ).all()
+    return {(clip_id, name): created for clip_id, name, created in rows}
+
+
+def _naive_utc(timestamp: str) -> datetime:
+    """A timestamp from :func:`_timestamp` (UTC, ending in Z) as the store's naive UTC."""
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _ClipIndex:

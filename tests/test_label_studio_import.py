@@ -12,7 +12,7 @@ from conftest import RUBRICS
 
 from annotate_ui.label_studio import import_export
 from annotate_ui.label_studio_config import result_from_fields
-from curation.annotations import current_annotations
+from curation.annotations import add_annotation, current_annotations
 from curation.cli import main
 from curation.errors import CliptuneError
 from curation.ingest import ingest
@@ -242,3 +242,24 @@ def test_predictions_file_errors_name_the_line(tmp_path):
     path.write_text("{oops\n")
     with pytest.raises(CliptuneError, match="line 1: not valid JSON"):
         read_predictions(path)
+
+
+def test_an_older_label_studio_answer_does_not_replace_a_later_answer_made_in_cliptune(project, tmp_path):
+    tasks = _export(project)
+    import_export(project, _write(tmp_path, tasks))
+    clip = _clips(project)[0].id
+    revised = dict(FIELDS[0], persons=3)
+    add_annotation(project, clip, "ana@lobby.test", fields=revised, seconds_spent=12.0, source="ui")  # now
+
+    stale = copy.deepcopy(tasks)
+    ann = stale[0]["annotations"][0]
+    ann["result"] = result_from_fields(project.rubric, dict(FIELDS[0], persons=1))
+    ann["updated_at"] = "2026-11-21T09:30:00Z"  # edited in Label Studio before the revision in the app
+    report = import_export(project, _write(tmp_path, stale))
+    assert (report.imported, report.superseded) == (0, 1)
+    assert current_annotations(project, clip_ids=[clip], user="ana@lobby.test")[0].fields == revised
+
+    later = copy.deepcopy(stale)
+    later[0]["annotations"][0]["updated_at"] = "2999-01-01T00:00:00Z"  # edited in Label Studio afterwards
+    assert import_export(project, _write(tmp_path, later)).imported == 1
+    assert current_annotations(project, clip_ids=[clip], user="ana@lobby.test")[0].fields["persons"] == 1
