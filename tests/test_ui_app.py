@@ -240,6 +240,33 @@ def test_a_reviewer_can_edit_the_gold_answer(surveillance: Project) -> None:
     assert review.annotation_id is None and review.fields == {**FIELDS, "door": 44}
 
 
+def test_a_review_typed_while_the_session_expired_is_kept(surveillance: Project, monkeypatch) -> None:
+    monkeypatch.setenv("CLIPTUNE_SESSION_IDLE_S", "5")
+    add_annotation(surveillance, 2, "ana", fields=FIELDS)
+    add_annotation(surveillance, 2, "ben", fields={**FIELDS, "door": 41})
+    at = log_in("rev")
+    at.switch_page("views/review.py").run()
+    widget(at.radio, "Gold answer").set_value(-1).run()
+    widget(at.number_input, "door").set_value(44)
+    widget(at.text_input, "Reason").input("the door reads 44 in frame 3")
+    at.run()
+    time.sleep(5.5)
+    press(at, "Save gold answer")  # too late: nothing is stored in his name
+    with surveillance.session() as session:
+        assert session.scalars(select(Review)).first() is None
+    by_label = {t.label: t for t in at.text_input}
+    by_label["Name"].input("rev")
+    by_label["Password"].input("password-rev")
+    at.button[0].click().run()
+    assert any("session expired before this gold answer was saved" in w.value for w in at.warning)
+    assert widget(at.number_input, "door").value == 44
+    assert widget(at.text_input, "Reason").value == "the door reads 44 in frame 3"
+    press(at, "Save gold answer")
+    with surveillance.session() as session:
+        review = session.scalars(select(Review)).one()
+    assert review.fields == {**FIELDS, "door": 44} and review.reason == "the door reads 44 in frame 3"
+
+
 def test_the_lead_dashboard_shows_every_section(surveillance: Project) -> None:
     for user, persons, seconds in (("ana", 2, 40.0), ("ben", 3, 60.0)):
         add_annotation(surveillance, 1, user, fields={**FIELDS, "persons": persons}, seconds_spent=seconds)

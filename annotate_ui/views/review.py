@@ -41,16 +41,24 @@ with st.expander(f"Queue ({len(queue)}): rare events first, then the most disput
                                 "disagreement": q.disagreement, "fields": ", ".join(q.fields),
                                 "annotators": ", ".join(q.annotators)} for q in queue]), hide_index=True)
 by_clip = {q.clip_id: q for q in queue}
+kept = state.get("kept_review")
+if kept is not None and (kept["user"] != me.user or kept["clip"] not in by_clip):
+    kept = None
 clip_id = st.selectbox("Clip to review", list(by_clip), key="review_clip",
+                       index=list(by_clip).index(kept["clip"]) if kept else 0,
                        format_func=lambda c: f"clip {c} — {by_clip[c].reason}"
                        + (" · rare" if by_clip[c].rare else "") + f" · {', '.join(by_clip[c].fields) or '-'}")
 sheet = review_sheet(project, clip_id)
 
 
 def save_review(clip: int, choice: int, prefix: str) -> None:
-    if auth.current_login() is None:  # expired while the page stood open: nothing is written in their name
-        return
     reason = (state.get(prefix + "reason") or "").strip()
+    if auth.current_login() is None:
+        # Expired while the page stood open: nothing is written in their name, but the choice, edits and reason
+        # are kept (outside any widget) and filled in again once they log back in.
+        state["kept_review"] = {"user": me.user, "clip": clip, "choice": choice, "reason": reason,
+                                "fields": rubric_form.read_fields(rubric, prefix + "f_") if choice == EDIT else None}
+        return
     if not reason:
         state["review_problem"] = "Reason: say why this is the gold answer"
         return
@@ -91,13 +99,20 @@ with right:
     submitted = [a for a in sheet.answers if a.status == "submitted" and a.fields]
     options = [a.id for a in submitted] + [EDIT]
     labels = {a.id: f"{a.user}: {a.output_text}" for a in submitted} | {EDIT: "Edit an answer"}
+    if kept is not None and (kept["clip"] != clip_id or kept["choice"] not in options):
+        kept = None
+    if kept is not None:
+        state.pop("kept_review")
+        st.warning("Your session expired before this gold answer was saved. Your choice and reason are filled in "
+                   "again: press Save gold answer to store them.")
     choice = st.radio("Gold answer", options, key=prefix + "choice", format_func=lambda o: labels[o],
-                      index=None if len(options) > 1 else 0)
+                      index=options.index(kept["choice"]) if kept else (None if len(options) > 1 else 0))
     if choice == EDIT:
-        start = submitted[0].fields if submitted else None
+        start = (kept or {}).get("fields") or (submitted[0].fields if submitted else None)
         values = rubric_form.rubric_fields(rubric, prefix + "f_", start)
         rubric_form.preview(rubric, values)
-    st.text_input("Reason", key=prefix + "reason", placeholder="why this answer is right (required)")
+    st.text_input("Reason", key=prefix + "reason", placeholder="why this answer is right (required)",
+                  value=kept["reason"] if kept else "")
     st.button("Save gold answer", type="primary", disabled=choice is None,
               on_click=save_review, args=(clip_id, choice if choice is not None else EDIT, prefix))
     if problem := state.pop("review_problem", None):
