@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from curation.cli_common import JsonOption, ProjectArg, app, err, fmt_counts, open_project, out, print_json
 from curation.errors import CliptuneError
-
-
-def _near_duplicate_groups(project_obj: Any) -> dict[int, str] | None:
-    """Near-duplicate clusters from the audit, when that module is installed (it is optional here)."""
-    try:
-        from curation.audit.duplicates import near_duplicate_groups
-    except ImportError:
-        return None
-    return near_duplicate_groups(project_obj)
 
 
 @app.command("split")
@@ -36,11 +27,12 @@ def split_command(
 ) -> None:
     """Draw the held-out split: whole groups and near-duplicates on one side, class proportions kept, frozen
     clips never moved."""
+    from curation.audit.duplicates import near_duplicate_groups
     from curation.ledger import split_project
 
     opened = open_project(project)
     result = split_project(opened, test_size=test_size, stratify=stratify, random_state=random_state,
-                           freeze=freeze, policy=policy, extra_groups=_near_duplicate_groups(opened))
+                           freeze=freeze, policy=policy, extra_groups=near_duplicate_groups(opened))
     report = result.report
     if as_json:
         print_json(report)
@@ -80,6 +72,7 @@ def export_command(
 ) -> None:
     """Export gold answers with their split for Hugging Face datasets, LLaMA-Factory, ms-swift and TRL, with a
     data card and a sha256 manifest."""
+    from curation.audit.duplicates import near_duplicate_groups
     from curation.export import export_dataset
     from curation.oversample import OversampleConfig
 
@@ -93,7 +86,7 @@ def export_command(
     config = OversampleConfig(method=oversample, target_share=target_share, max_repeat=max_repeat,
                               random_state=random_state)
     report = export_dataset(opened, out_dir, formats=formats, oversample=config, copy_media=copy_media, policy=policy,
-                            overwrite=overwrite, audit_findings=findings, extra_groups=_near_duplicate_groups(opened))
+                            overwrite=overwrite, audit_findings=findings, extra_groups=near_duplicate_groups(opened))
     if as_json:
         print_json({**report, "out": str(out_dir)})
         return

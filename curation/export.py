@@ -320,10 +320,8 @@ def _straddling(gathered: dict[str, Any]) -> int:
 
 
 def _agreement(project: Project) -> Any:
-    try:
-        from curation.agreement import agreement_report
-    except ImportError:
-        return None
+    from curation.agreement import agreement_report
+
     try:
         return agreement_report(project)
     except Exception as exc:  # another module's statistics must not block an export: say so in the card

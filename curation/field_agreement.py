@@ -94,8 +94,8 @@ def field_agreement(
             value, exact = _text_agreement(texts)
             rng = np.random.default_rng(random_state)
             boots = [_text_agreement([texts[i] for i in rng.integers(0, len(texts), len(texts))])[0]
-                     for _ in range(n_boot if len(texts) > 1 else 0)]
-            ci = _interval(boots) if len(texts) >= MIN_ITEMS_FOR_INTERVAL else [None, None]
+                     for _ in range(n_boot if len(texts) >= MIN_ITEMS_FOR_INTERVAL else 0)]
+            ci = _interval(boots)  # empty (no interval) below MIN_ITEMS_FOR_INTERVAL clips
             result.update(value=round(value, 4), ci=ci, exact_match=round(exact, 4),
                           threshold=rubric_field.similarity_threshold)
         return result
@@ -118,9 +118,11 @@ def field_agreement(
     everything = np.arange(len(clip_ids))
     value = alpha(everything)
     rng = np.random.default_rng(random_state)
-    boots = [alpha(rng.integers(0, len(clip_ids), len(clip_ids))) for _ in range(n_boot)]
+    # Resampling a handful of clips says nothing: no bootstrap (and no interval) below MIN_ITEMS_FOR_INTERVAL.
+    rounds = n_boot if len(clip_ids) >= MIN_ITEMS_FOR_INTERVAL else 0
+    boots = [alpha(rng.integers(0, len(clip_ids), len(clip_ids))) for _ in range(rounds)]
     result.update(value=_rounded(value),
-                  ci=_interval(boots) if len(clip_ids) >= MIN_ITEMS_FOR_INTERVAL else [None, None])
+                  ci=_interval(boots))
     if rubric_field.type == "choice":
         ratings = np.array(data, dtype=object).T  # units × raters
         for name, statistic in (("fleiss_kappa", agreement.fleiss_kappa), ("gwet_ac1", agreement.gwet_ac1),

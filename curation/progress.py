@@ -26,8 +26,6 @@ from curation.assign import assigned_clips, next_clip
 from curation.errors import CliptuneError
 from curation.store import Annotation, Assignment, Clip, Project, User
 
-RULE_OF_THUMB_CLIPS_PER_HOUR = 20.0  # the field's figure when nothing has been measured yet
-
 
 @dataclass(frozen=True)
 class Pace:
@@ -224,47 +222,28 @@ def label_distribution(project: Project, *, gold: bool = False) -> dict[str, dic
 
 
 def forecast(project: Project, target: int) -> dict[str, Any]:
-    """Hours of work to reach ``target`` clips at the team's measured pace, in one flat shape for the dashboard.
-
-    Uses :func:`curation.budget.budget_forecast` (labelling, held-out and review work, with its default
-    assumptions) when it is installed, and keeps its whole answer under ``detail``; otherwise a simple estimate:
-    clips still to label × median seconds per clip, or the field's rule of thumb of 20 clips per hour when
-    nothing has been measured yet. Keys: target, hours_total, hours_remaining, seconds_per_clip, clips_per_hour,
-    pace_source, parts ({label, hold_out, review} hours; None when not estimated), source, detail.
+    """:func:`curation.budget.budget_forecast` (labelling, held-out and review work at the team's measured pace)
+    in one flat shape for the dashboard, its whole answer kept under ``detail``. Keys: target, hours_total,
+    hours_remaining, seconds_per_clip, clips_per_hour, pace_source, parts ({label, hold_out, review} hours),
+    source, detail.
     """
+    from curation.budget import budget_forecast
+
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise CliptuneError(f"target must be a whole number of clips, at least 1, got {target}")
-    try:
-        from curation.budget import budget_forecast
-    except ImportError:
-        budget_forecast = None
-    if budget_forecast is not None:
-        detail = budget_forecast(project, target)
-        pace = detail.get("pace", {})
-        return {"target": target, "hours_total": detail.get("total_hours"),
-                "hours_remaining": detail.get("remaining_hours"), "seconds_per_clip": pace.get("seconds_per_clip"),
-                "clips_per_hour": pace.get("clips_per_hour"), "pace_source": pace.get("source"),
-                "parts": {part: (detail.get(part) or {}).get("hours") for part in ("label", "hold_out", "review")},
-                "source": "curation.budget", "detail": detail}
-    with project.session() as session:
-        labelled = len(set(session.scalars(select(Annotation.clip_id).where(Annotation.status == "submitted"))))
-    pace = throughput(project)
-    measured = pace["median_s"] is not None
-    seconds_per_clip = pace["median_s"] if measured else 3600 / RULE_OF_THUMB_CLIPS_PER_HOUR
-    total = round(target * seconds_per_clip / 3600, 2)
-    remaining = round(max(0, target - labelled) * seconds_per_clip / 3600, 2)
-    return {"target": target, "hours_total": total, "hours_remaining": remaining, "seconds_per_clip": seconds_per_clip,
-            "clips_per_hour": round(3600 / seconds_per_clip, 1), "pace_source": "measured" if measured else "default",
-            "parts": {"label": total, "hold_out": None, "review": None}, "source": "curation.progress",
-            "detail": {"labelled_clips": labelled}}
+    detail = budget_forecast(project, target)
+    pace = detail.get("pace", {})
+    return {"target": target, "hours_total": detail.get("total_hours"),
+            "hours_remaining": detail.get("remaining_hours"), "seconds_per_clip": pace.get("seconds_per_clip"),
+            "clips_per_hour": pace.get("clips_per_hour"), "pace_source": pace.get("source"),
+            "parts": {part: (detail.get(part) or {}).get("hours") for part in ("label", "hold_out", "review")},
+            "source": "curation.budget", "detail": detail}
 
 
-def agreement(project: Project, *, n_boot: int = 500, random_state: int = 0) -> dict[str, Any] | None:
-    """:func:`curation.agreement.agreement_report` if it is installed, else None (the dashboard says so)."""
-    try:
-        from curation.agreement import agreement_report
-    except ImportError:
-        return None
+def agreement(project: Project, *, n_boot: int = 500, random_state: int = 0) -> dict[str, Any]:
+    """:func:`curation.agreement.agreement_report` with the dashboard's bootstrap size."""
+    from curation.agreement import agreement_report
+
     return agreement_report(project, n_boot=n_boot, random_state=random_state)
 
 

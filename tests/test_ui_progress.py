@@ -130,22 +130,19 @@ def test_label_distribution_counts_every_choice_and_gold(team: Project) -> None:
                                                            "INTRUSION": 0}
 
 
-def test_forecast_uses_the_budget_module_or_a_simple_estimate(team: Project, monkeypatch) -> None:
+def test_forecast_flattens_the_budget_module(team: Project) -> None:
     from curation.budget import budget_forecast
 
     assign(team, ["ana", "ben"], overlap=0.0)
-    result = forecast(team, 100)
-    assert result["source"] == "curation.budget"
-    assert result["hours_total"] == budget_forecast(team, 100)["total_hours"]
-    assert set(result["parts"]) == {"label", "hold_out", "review"}
-
-    monkeypatch.setitem(sys.modules, "curation.budget", None)  # as if the module were not installed
     nothing_measured = forecast(team, 100)
-    assert nothing_measured["source"] == "curation.progress" and nothing_measured["pace_source"] == "default"
-    assert nothing_measured["hours_total"] == 5.0  # 100 clips at the rule of thumb of 20 per hour
+    assert nothing_measured["source"] == "curation.budget"
+    assert nothing_measured["hours_total"] == budget_forecast(team, 100)["total_hours"]
+    assert set(nothing_measured["parts"]) == {"label", "hold_out", "review"}
+    assert nothing_measured["clips_per_hour"] == 20.0  # the field's rule of thumb until something is measured
     add_annotation(team, 1, "ana", fields=FIELDS, seconds_spent=36)
     measured = forecast(team, 100)
-    assert measured["clips_per_hour"] == 100.0 and measured["hours_remaining"] == round(99 * 36 / 3600, 2)
+    assert measured["clips_per_hour"] == 100.0 and measured["pace_source"] != nothing_measured["pace_source"]
+    assert measured["hours_remaining"] == budget_forecast(team, 100)["remaining_hours"]
     for bad in (0, -5, 2.5, True):
         with pytest.raises(CliptuneError, match="target"):
             forecast(team, bad)

@@ -16,7 +16,7 @@ project = auth.open_project()
 
 
 @st.cache_data(show_spinner="Bootstrapping agreement intervals…", max_entries=8)
-def cached_agreement(path: str, version: tuple[int, int, int]) -> dict | None:
+def cached_agreement(path: str, version: tuple[int, int, int]) -> dict:
     # The bootstrap takes about a second; recompute only when answers or reviews change (version).
     return agreement(auth.open_project())
 
@@ -51,7 +51,7 @@ except CliptuneError as exc:
     report = None
     st.warning(f"Agreement could not be computed: {exc}")
 if report is None:
-    st.info("Agreement statistics appear here once `curation.agreement.agreement_report` is installed.")
+    pass  # the warning above says why
 elif not report.get("fields"):
     st.info("No clip has answers from two annotators yet.")
 else:
