@@ -32,18 +32,8 @@ from training.evaluate import evaluate_run, generate, heldout_examples, load_fin
 from training.lora import TrainConfig, train  # noqa: E402
 from training.tiny import build_sample_export  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 RECIPE = TrainConfig(epochs=20, random_state=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: these matrices are too small to gain from two, and a fixed thread count keeps the float
-    reductions, hence the greedy answers, the same from machine to machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,41 +14,23 @@ from curation.cli import main  # noqa: E402
 from curation.errors import CliptuneError  # noqa: E402
 from training.data import FrameSpec, load_export  # noqa: E402
 from training.lora import TrainConfig, add_lora, load_base, train  # noqa: E402
-from training.tiny import build_sample_export, build_tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = {"epochs": 1.0, "batch_size": 4, "frames": FrameSpec(num_frames=4, max_pixels=56 * 56)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices gain nothing from a second thread, and lose much when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def export_dir(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_sample_export(tmp_path_factory.mktemp("export"), sample_dir=sample_dir, oversample_rare=1)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"), load_export(export_dir).rubric)
 
 
 def _lora_modules(model) -> list[str]:
     return [name for name, module in model.named_modules() if hasattr(module, "lora_A") and len(module.lora_A)]
 
 
-def test_lora_goes_on_the_language_model_unless_vision_is_asked(tiny_dir: Path) -> None:
-    model, _ = load_base(tiny_dir)
+def test_lora_goes_on_the_language_model_unless_vision_is_asked(tiny_model_dir: Path) -> None:
+    model, _ = load_base(tiny_model_dir)
     language = _lora_modules(add_lora(model, TrainConfig()))
     assert language and all(".language_model." in name for name in language)
     assert {name.rsplit(".", 1)[1] for name in language} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                               "up_proj", "down_proj"}
-    model, _ = load_base(tiny_dir)
+    model, _ = load_base(tiny_model_dir)
     both = _lora_modules(add_lora(model, TrainConfig(vision_lora=True)))
     vision = [name for name in both if ".visual." in name]
     assert vision and all(".blocks." in name for name in vision)  # never the patch embedding or the merger
@@ -56,20 +38,20 @@ def test_lora_goes_on_the_language_model_unless_vision_is_asked(tiny_dir: Path) 
     assert len(both) == len(language) + len(vision)
 
 
-def test_resume_continues_exactly(export_dir: Path, tmp_path: Path) -> None:
+def test_resume_continues_exactly(training_export_dir: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     config = TrainConfig(**SMALL, max_steps=4, save_every=1)
-    straight = train(export_dir, "tiny", tmp_path / "straight", config)
-    stopped = train(export_dir, "tiny", tmp_path / "resumed", config, stop_after=2)
+    straight = train(training_export_dir, "tiny", tmp_path / "straight", config)
+    stopped = train(training_export_dir, "tiny", tmp_path / "resumed", config, stop_after=2)
     assert stopped == {"stopped_at": 2, "total": 4}
     assert not (tmp_path / "resumed" / "adapter").exists()
     with pytest.raises(CliptuneError, match="already holds a run"):
-        train(export_dir, "tiny", tmp_path / "resumed", config)
+        train(training_export_dir, "tiny", tmp_path / "resumed", config)
     with pytest.raises(CliptuneError, match="same base model and settings"):
-        train(export_dir, "tiny", tmp_path / "resumed", TrainConfig(**{**SMALL, "rank": 8}, max_steps=4),
+        train(training_export_dir, "tiny", tmp_path / "resumed", TrainConfig(**{**SMALL, "rank": 8}, max_steps=4),
               resume=True)
-    resumed = train(export_dir, "tiny", tmp_path / "resumed", config, resume=True)
+    resumed = train(training_export_dir, "tiny", tmp_path / "resumed", config, resume=True)
     assert resumed["metrics"]["train"]["steps"] == 4
     assert resumed["metrics"]["train"]["final_loss"] == straight["metrics"]["train"]["final_loss"]
     a = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
@@ -80,13 +62,13 @@ def test_resume_continues_exactly(export_dir: Path, tmp_path: Path) -> None:
     assert len(list((tmp_path / "resumed" / "checkpoints").glob("step-*"))) <= 2  # older checkpoints pruned
 
 
-def test_run_folder_and_card(export_dir: Path, tmp_path: Path) -> None:
-    card = train(export_dir, "tiny", tmp_path / "run", TrainConfig(**SMALL, random_state=5))
+def test_run_folder_and_card(training_export_dir: Path, tmp_path: Path) -> None:
+    card = train(training_export_dir, "tiny", tmp_path / "run", TrainConfig(**SMALL, random_state=5))
     run = tmp_path / "run"
     for part in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "processor/processor_config.json",
                  "run_card.json", "run_card.md", "base-model/config.json"):
         assert (run / part).is_file(), part
-    export = load_export(export_dir)
+    export = load_export(training_export_dir)
     assert card == json.loads((run / "run_card.json").read_text())
     assert card["dataset_version"] == export.dataset_version
     assert card["rubric"] == {"name": "surveillance_alert", "version": export.rubric.version}
@@ -101,25 +83,25 @@ def test_run_folder_and_card(export_dir: Path, tmp_path: Path) -> None:
     assert saved["video_processor"]["size"]["longest_edge"] == 56 * 56  # the pixel budget travels with the run
 
 
-def test_mistakes_get_clear_errors(export_dir: Path, tmp_path: Path) -> None:
+def test_mistakes_get_clear_errors(training_export_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(CliptuneError, match="not a local model checkpoint"):
-        train(export_dir, tmp_path / "no-model", tmp_path / "a", TrainConfig(**SMALL))
+        train(training_export_dir, tmp_path / "no-model", tmp_path / "a", TrainConfig(**SMALL))
     with pytest.raises(CliptuneError, match="no checkpoint to resume"):
-        train(export_dir, "tiny", tmp_path / "b", TrainConfig(**SMALL), resume=True)
+        train(training_export_dir, "tiny", tmp_path / "b", TrainConfig(**SMALL), resume=True)
     with pytest.raises(CliptuneError, match="method must be lora or qlora"):
         TrainConfig(method="full")
     with pytest.raises(CliptuneError, match="batch-size must be at least 1"):
         TrainConfig(batch_size=0)
     if not torch.cuda.is_available():
         with pytest.raises(CliptuneError, match="QLoRA needs a CUDA GPU"):
-            train(export_dir, "tiny", tmp_path / "c", TrainConfig(**SMALL, method="qlora"))
+            train(training_export_dir, "tiny", tmp_path / "c", TrainConfig(**SMALL, method="qlora"))
     assert not (tmp_path / "a").exists()  # a failed start leaves nothing behind
 
 
 @pytest.mark.slow
-def test_cli_train_then_evaluate(export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_train_then_evaluate(training_export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "demo"
-    code = main(["train", str(export_dir), "--base-model", "tiny", "--output", str(run), "--epochs", "1",
+    code = main(["train", str(training_export_dir), "--base-model", "tiny", "--output", str(run), "--epochs", "1",
                  "--frames", "4", "--max-pixels", str(56 * 56), "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -129,7 +111,7 @@ def test_cli_train_then_evaluate(export_dir: Path, tmp_path: Path, capsys: pytes
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
-    n = len(load_export(export_dir).dataset["test"])
+    n = len(load_export(training_export_dir).dataset["test"])
     assert report["n"] == n and report["base"]["n"] == n and "predictions" not in report
     assert set(report["forgetting"]) >= {"before", "after", "change", "threshold", "warning"}
     card = json.loads((run / "run_card.json").read_text())
@@ -150,7 +132,8 @@ def test_cli_train_then_evaluate(export_dir: Path, tmp_path: Path, capsys: pytes
     assert main(["evaluate", str(run), "--json"]) == 0  # evaluated again: the stale warning goes
     capsys.readouterr()
     assert json.loads((run / "run_card.json").read_text())["warnings"] == []
-    code = main(["train", str(export_dir), "--base-model", str(tmp_path / "missing"), "--output", str(tmp_path / "x")])
+    code = main(["train", str(training_export_dir), "--base-model", str(tmp_path / "missing"),
+                 "--output", str(tmp_path / "x")])
     captured = capsys.readouterr()
     assert code == 1 and captured.err.startswith("error: ") and "Traceback" not in captured.err
     assert main(["evaluate", str(tmp_path / "x")]) == 1
@@ -159,13 +142,13 @@ def test_cli_train_then_evaluate(export_dir: Path, tmp_path: Path, capsys: pytes
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_trains_in_bf16(export_dir: Path, tmp_path: Path) -> None:
-    card = train(export_dir, "tiny", tmp_path / "gpu", TrainConfig(**SMALL, max_steps=3))
+def test_gpu_trains_in_bf16(training_export_dir: Path, tmp_path: Path) -> None:
+    card = train(training_export_dir, "tiny", tmp_path / "gpu", TrainConfig(**SMALL, max_steps=3))
     assert card["environment"]["device"].startswith("cuda")
     model, _ = load_base(Path(card["base_model"]))
     assert next(model.parameters()).dtype == torch.bfloat16
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is not None:
-        card = train(export_dir, "tiny", tmp_path / "qlora", TrainConfig(**SMALL, max_steps=2, method="qlora"))
+        card = train(training_export_dir, "tiny", tmp_path / "qlora", TrainConfig(**SMALL, max_steps=2, method="qlora"))
         assert card["metrics"]["train"]["steps"] == 2

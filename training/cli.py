@@ -32,6 +32,11 @@ def train_command(
     vision_lora: Annotated[bool | None, typer.Option("--vision-lora/--no-vision-lora",
                                                      help="LoRA on the vision tower too.")] = None,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Less memory, slower steps.")] = False,
+    packing: Annotated[bool, typer.Option(help="Pack each batch's clips into one sequence (no padding).")] = False,
+    cache_vision: Annotated[bool | None, typer.Option(
+        "--cache-vision/--no-cache-vision",
+        help="Compute a frozen vision tower's features once and reuse them every epoch (default: on when the "
+             "vision tower is frozen).")] = None,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0: every epoch).")] = 0,
     random_state: Annotated[int, typer.Option(help="Seed: model init (tiny), LoRA init, data order.")] = 0,
     shuffle_labels: Annotated[bool, typer.Option(help="Control run: train on targets shuffled across clips.")] = False,
@@ -45,7 +50,8 @@ def train_command(
     config = TrainConfig(method=method, rank=rank, frames=spec, epochs=epochs, batch_size=batch_size,
                          grad_accum=grad_accum, learning_rate=learning_rate, vision_lora=vision_lora,
                          gradient_checkpointing=gradient_checkpointing, save_every=save_every,
-                         random_state=random_state, shuffle_labels=shuffle_labels)
+                         random_state=random_state, shuffle_labels=shuffle_labels, packing=packing,
+                         cache_vision=cache_vision)
     progress_bar = None
     callback = None
     if not as_json and sys.stderr.isatty():

@@ -237,6 +237,14 @@ class ClipDataset:
         return example
 
 
+    def forget_pixels(self, index: int) -> None:
+        """Drop the pixels of a kept example (its video features are cached elsewhere); frees their budget."""
+        example = self._cache.get(index)
+        if example is not None and "pixel_values_videos" in example:
+            pixels = example.pop("pixel_values_videos")
+            self._cache_left += pixels.numel() * pixels.element_size()
+
+
 def collate(examples: list[dict[str, Any]], pad_token_id: int, *, padding_side: str = "right") -> dict[str, Any]:
     """Pad token tensors (right for training, left for generation) and concatenate the vision tensors."""
     import torch

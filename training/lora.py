@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -33,7 +31,10 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CliptuneError
+from training.checkpoints import epoch_order, latest_checkpoint, restore_checkpoint, save_checkpoint, seed_everything
 from training.data import IGNORE_INDEX, ClipDataset, Export, FrameSpec, collate, configure_processor, load_export
+from training.packing import pack
+from training.vision_cache import VisionFeatureCache
 
 LANGUAGE_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 VISION_LORA = r".*visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.(gate_proj|up_proj|down_proj|fc1|fc2))"
@@ -65,6 +66,8 @@ class TrainConfig:
     save_every: int = 0  # steps between checkpoints; 0: at the end of each epoch
     shuffle_labels: bool = False  # control run: targets permuted across train clips
     max_steps: int | None = None
+    packing: bool = False  # each micro-batch as one row of packed clips (no padding), not a padded batch
+    cache_vision: bool | None = None  # reuse video features across epochs; on when the vision tower is frozen
 
     def __post_init__(self) -> None:
         if self.method not in ("lora", "qlora"):
@@ -87,8 +90,13 @@ class TrainConfig:
             "modules_to_save": ["lm_head", "embed_tokens"] if tiny else [],
             "learning_rate": 6e-3 if tiny else 2e-4,
             "frames": FrameSpec(num_frames=8, max_pixels=112 * 112) if tiny else FrameSpec(),
+            # The tiny model trains its vision tower (LoRA), so its features change every step.
+            "cache_vision": not (self.vision_lora if self.vision_lora is not None else tiny),
         }
-        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+        resolved = replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+        if resolved.cache_vision and resolved.vision_lora:
+            raise CliptuneError("cache-vision needs a frozen vision tower, but vision LoRA trains it; turn one off")
+        return resolved
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -194,61 +202,6 @@ def answer_loss(model: Any, batch: dict[str, Any]):
     return loss, int(chosen.sum())
 
 
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    import torch
-
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator).tolist()
-
-
-def _latest_checkpoint(output: Path) -> Path | None:
-    found = sorted((output / "checkpoints").glob("step-*"))
-    return found[-1] if found else None
-
-
-def _save_checkpoint(output: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
-    import torch
-
-    target = output / "checkpoints" / f"step-{state['step']:07d}"
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial / "adapter")
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
-               partial / "trainer_state.pt")
-    partial.rename(target)  # a checkpoint is either complete or absent
-    for old in sorted((output / "checkpoints").glob("step-???????"))[:-2]:
-        shutil.rmtree(old)
-
-
-def _restore_checkpoint(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter" / "adapter_model.safetensors")))
-    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
-    optimizer.load_state_dict(state.pop("optimizer"))
-    scheduler.load_state_dict(state.pop("scheduler"))
-    rng = state.pop("rng")
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return state
-
-
 def shuffled_outputs(outputs: list[str], seed: int) -> list[str]:
     """Targets permuted across clips (a derangement where possible): the shuffled-label control."""
     rng = np.random.default_rng(seed)
@@ -296,10 +249,10 @@ def train(
     export = load_export(export_path)
     config = config.resolved(tiny=str(base_model) == TINY)
     check_base(base_model, quantize=config.method == "qlora")  # before anything is written
-    checkpoint = _latest_checkpoint(output) if resume else None
+    checkpoint = latest_checkpoint(output) if resume else None
     if resume and checkpoint is None:
         raise CliptuneError(f"{output}: no checkpoint to resume from; start without --resume")
-    if not resume and ((output / "run_card.json").exists() or _latest_checkpoint(output) is not None):
+    if not resume and ((output / "run_card.json").exists() or latest_checkpoint(output) is not None):
         raise CliptuneError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
     if checkpoint is not None:
         saved = json.loads((output / "train_config.json").read_text(encoding="utf-8"))
@@ -311,12 +264,14 @@ def train(
     base_path, base_kind = prepare_base(base_model, output, export, config)
     settings = {"hyper_parameters": config.to_dict(), "base_model": str(base_path)}
     (output / "train_config.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
-    _seed_everything(config.random_state)
+    seed_everything(config.random_state)
     device, dtype = device_and_dtype()
     model, processor = load_base(base_path, quantize=config.method == "qlora", device=device, dtype=dtype)
     configure_processor(processor, config.frames)
     model.config.use_cache = False
     model = add_lora(model, config)
+    cache = VisionFeatureCache(model) if config.cache_vision else None
+    rope_index = model.get_base_model().model.get_rope_index if config.packing else None
     outputs = list(export.dataset["train"]["output"])
     if config.shuffle_labels:
         outputs = shuffled_outputs(outputs, config.random_state)
@@ -328,7 +283,7 @@ def train(
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0}
     if checkpoint is not None:
-        state = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
+        state = restore_checkpoint(checkpoint, model, optimizer, scheduler)
     pad_id = processor.tokenizer.pad_token_id
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
@@ -338,18 +293,27 @@ def train(
     while state["step"] < total and (stop_after is None or steps_this_call < stop_after):
         started = time.perf_counter()
         epoch, within = divmod(state["step"], steps_per_epoch)
-        order = _epoch_order(len(dataset), config.random_state, epoch)
+        order = epoch_order(len(dataset), config.random_state, epoch)
         per_step = config.batch_size * config.grad_accum
         indices = order[within * per_step:(within + 1) * per_step]
         step_loss = 0.0
         micro_batches = [indices[i:i + config.batch_size] for i in range(0, len(indices), config.batch_size)]
         for micro in micro_batches:
-            batch = batch_to(collate([dataset[i] for i in micro], pad_id), device, dtype)
+            examples = [dataset[i] for i in micro]
+            batch = batch_to(pack(examples, rope_index) if config.packing else collate(examples, pad_id), device,
+                             dtype)
+            state["tokens"] += int(batch["input_ids"].numel() if config.packing else batch["attention_mask"].sum())
             with autocast:
+                if cache is not None:  # the dataset index names the example: a repeat is its own row
+                    videos = [(i, e) for i, e in zip(micro, examples, strict=True) if "video_grid_thw" in e]
+                    keys = [i for i, _ in videos]
+                    batch = cache.apply(batch, keys, with_pixels=["pixel_values_videos" in e for _, e in videos])
+                    for key in keys:  # held as features now: the dataset need not keep (or decode) the frames
+                        if key in cache:
+                            dataset.forget_pixels(key)
                 loss, _ = answer_loss(model, batch)
             (loss / len(micro_batches)).backward()
             step_loss += loss.item() / len(micro_batches)
-            state["tokens"] += int(batch["attention_mask"].sum())
         if config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
         optimizer.step()
@@ -363,7 +327,7 @@ def train(
             progress({"step": state["step"], "total": total, "epoch": epoch + 1, "loss": step_loss,
                       "seconds": state["seconds"]})
         if state["step"] % save_every == 0 or state["step"] == total or steps_this_call == stop_after:
-            _save_checkpoint(output, model, optimizer, scheduler, state)
+            save_checkpoint(output, model, optimizer, scheduler, state)
     if state["step"] < total:
         return {"stopped_at": state["step"], "total": total}
     model.save_pretrained(output / "adapter")
