@@ -152,6 +152,11 @@ def test_training_with_packing_and_cached_vision_follows_the_plain_run(training_
     assert losses["fast"] == pytest.approx(losses["plain"], rel=1e-3)
     assert fast["metrics"]["train"]["tokens"] == plain["metrics"]["train"]["tokens"]  # padding is not counted
     assert fast["hyper_parameters"]["packing"] and fast["hyper_parameters"]["cache_vision"]
+    # Decoding the next step's clips in a thread changes nothing.
+    serial: list[float] = []
+    train(training_export_dir, "tiny", tmp_path / "serial", base, prefetch=False,
+          progress=lambda i: serial.append(i["loss"]))
+    assert serial == losses["plain"]
     # A different run (another seed) is not within that tolerance: the comparison can fail.
     other: list[float] = []
     train(training_export_dir, "tiny", tmp_path / "other", replace(base, random_state=1),

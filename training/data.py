@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,7 @@ class ClipDataset:
         self.outputs = outputs if outputs is not None else self.rows["output"]
         self._cache: dict[int, dict[str, Any]] = {}
         self._cache_left = cache_bytes
+        self._lock = threading.Lock()  # the trainer's prefetch thread fills the cache while the step reads it
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -231,18 +233,22 @@ class ClipDataset:
                          answer=self.outputs[index] if self.with_answers else None)
         example["clip_id"] = int(row["clip_id"])
         size = sum(v.numel() * v.element_size() for v in example.values() if hasattr(v, "numel"))
-        if size <= self._cache_left:
-            self._cache[index] = example
-            self._cache_left -= size
+        with self._lock:
+            if index in self._cache:  # another thread encoded it meanwhile: keep one copy
+                return self._cache[index]
+            if size <= self._cache_left:
+                self._cache[index] = example
+                self._cache_left -= size
         return example
 
 
     def forget_pixels(self, index: int) -> None:
         """Drop the pixels of a kept example (its video features are cached elsewhere); frees their budget."""
-        example = self._cache.get(index)
-        if example is not None and "pixel_values_videos" in example:
-            pixels = example.pop("pixel_values_videos")
-            self._cache_left += pixels.numel() * pixels.element_size()
+        with self._lock:
+            example = self._cache.get(index)
+            if example is not None and "pixel_values_videos" in example:
+                pixels = example.pop("pixel_values_videos")
+                self._cache_left += pixels.numel() * pixels.element_size()
 
 
 def collate(examples: list[dict[str, Any]], pad_token_id: int, *, padding_side: str = "right") -> dict[str, Any]:

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,29 @@ def answer_loss(model: Any, batch: dict[str, Any]):
     return loss, int(chosen.sum())
 
 
+def _train_step(model: Any, micro_batches: list[list[tuple[int, dict[str, Any]]]], *, config: TrainConfig,
+                cache: VisionFeatureCache | None, dataset: ClipDataset, rope_index: Any, pad_id: int, device: Any,
+                dtype: Any, autocast: Any, state: dict[str, Any]) -> float:
+    """Forward and backward over one step's micro-batches (gradients accumulate); returns the step's mean loss."""
+    step_loss = 0.0
+    for micro in micro_batches:
+        examples = [example for _, example in micro]
+        batch = batch_to(pack(examples, rope_index) if config.packing else collate(examples, pad_id), device, dtype)
+        state["tokens"] += int(batch["input_ids"].numel() if config.packing else batch["attention_mask"].sum())
+        with autocast:
+            if cache is not None:  # the dataset index names the example: a repeat is its own row
+                videos = [(i, e) for i, e in micro if "video_grid_thw" in e]
+                keys = [i for i, _ in videos]
+                batch = cache.apply(batch, keys, with_pixels=["pixel_values_videos" in e for _, e in videos])
+                for key in keys:  # held as features now: the dataset need not keep (or decode) the frames
+                    if key in cache:
+                        dataset.forget_pixels(key)
+            loss, _ = answer_loss(model, batch)
+        (loss / len(micro_batches)).backward()
+        step_loss += loss.item() / len(micro_batches)
+    return step_loss
+
+
 def shuffled_outputs(outputs: list[str], seed: int) -> list[str]:
     """Targets permuted across clips (a derangement where possible): the shuffled-label control."""
     rng = np.random.default_rng(seed)
@@ -235,9 +260,13 @@ def train(
     resume: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
     stop_after: int | None = None,
+    prefetch: bool | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` on the export's train split; returns the run card (also written to ``output``).
 
+    ``prefetch`` decodes the next step's clips in a background thread (the results are the same either way); by
+    default it is on when the steps run on a GPU or leave a CPU core free (on a CPU whose cores all compute, the
+    thread only competes with the step: measured 0.94x on 2 cores, and 1.36x with one core left free).
     ``progress`` is called after every optimizer step with {step, total, epoch, loss, seconds}. ``stop_after``
     stops after that many steps of this call, leaving a checkpoint (used to test ``resume``).
     """
@@ -289,45 +318,50 @@ def train(
         "cpu", enabled=False)
     save_every = config.save_every or steps_per_epoch
     steps_this_call = 0
+    per_step = config.batch_size * config.grad_accum
+
+    def fetch(step: int) -> list[list[tuple[int, dict[str, Any]]]]:
+        """The step's micro-batches as (dataset index, encoded example): decoding happens here."""
+        epoch, within = divmod(step, steps_per_epoch)
+        indices = epoch_order(len(dataset), config.random_state, epoch)[within * per_step:(within + 1) * per_step]
+        return [[(i, dataset[i]) for i in indices[start:start + config.batch_size]]
+                for start in range(0, len(indices), config.batch_size)]
+
+    # Decode the next step's clips in a thread while this step computes: on a GPU the CPU is otherwise idle, and
+    # decoding would sit on the critical path (decord and the processor release the GIL for the heavy parts).
+    if prefetch is None:
+        prefetch = device.type == "cuda" or torch.get_num_threads() < (os.cpu_count() or 1)
+    prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cliptune-prefetch") if prefetch else None
+    upcoming = prefetcher.submit(fetch, state["step"]) if prefetcher is not None else None
     model.train()
-    while state["step"] < total and (stop_after is None or steps_this_call < stop_after):
-        started = time.perf_counter()
-        epoch, within = divmod(state["step"], steps_per_epoch)
-        order = epoch_order(len(dataset), config.random_state, epoch)
-        per_step = config.batch_size * config.grad_accum
-        indices = order[within * per_step:(within + 1) * per_step]
-        step_loss = 0.0
-        micro_batches = [indices[i:i + config.batch_size] for i in range(0, len(indices), config.batch_size)]
-        for micro in micro_batches:
-            examples = [dataset[i] for i in micro]
-            batch = batch_to(pack(examples, rope_index) if config.packing else collate(examples, pad_id), device,
-                             dtype)
-            state["tokens"] += int(batch["input_ids"].numel() if config.packing else batch["attention_mask"].sum())
-            with autocast:
-                if cache is not None:  # the dataset index names the example: a repeat is its own row
-                    videos = [(i, e) for i, e in zip(micro, examples, strict=True) if "video_grid_thw" in e]
-                    keys = [i for i, _ in videos]
-                    batch = cache.apply(batch, keys, with_pixels=["pixel_values_videos" in e for _, e in videos])
-                    for key in keys:  # held as features now: the dataset need not keep (or decode) the frames
-                        if key in cache:
-                            dataset.forget_pixels(key)
-                loss, _ = answer_loss(model, batch)
-            (loss / len(micro_batches)).backward()
-            step_loss += loss.item() / len(micro_batches)
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] += 1
-        steps_this_call += 1
-        state["losses"].append(round(step_loss, 5))
-        state["seconds"] += time.perf_counter() - started
-        if progress is not None:
-            progress({"step": state["step"], "total": total, "epoch": epoch + 1, "loss": step_loss,
-                      "seconds": state["seconds"]})
-        if state["step"] % save_every == 0 or state["step"] == total or steps_this_call == stop_after:
-            save_checkpoint(output, model, optimizer, scheduler, state)
+    try:
+        while state["step"] < total and (stop_after is None or steps_this_call < stop_after):
+            started = time.perf_counter()
+            epoch = state["step"] // steps_per_epoch
+            micro_batches = upcoming.result() if upcoming is not None else fetch(state["step"])
+            last = state["step"] + 1 >= total or (stop_after is not None and steps_this_call + 1 >= stop_after)
+            if prefetcher is not None and not last:
+                upcoming = prefetcher.submit(fetch, state["step"] + 1)
+            step_loss = _train_step(model, micro_batches, config=config, cache=cache, dataset=dataset,
+                                    rope_index=rope_index, pad_id=pad_id, device=device, dtype=dtype,
+                                    autocast=autocast, state=state)
+            if config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            steps_this_call += 1
+            state["losses"].append(round(step_loss, 5))
+            state["seconds"] += time.perf_counter() - started
+            if progress is not None:
+                progress({"step": state["step"], "total": total, "epoch": epoch + 1, "loss": step_loss,
+                          "seconds": state["seconds"]})
+            if state["step"] % save_every == 0 or state["step"] == total or steps_this_call == stop_after:
+                save_checkpoint(output, model, optimizer, scheduler, state)
+    finally:
+        if prefetcher is not None:
+            prefetcher.shutdown(wait=True, cancel_futures=True)
     if state["step"] < total:
         return {"stopped_at": state["step"], "total": total}
     model.save_pretrained(output / "adapter")
