@@ -98,6 +98,34 @@ def test_mistakes_get_clear_errors(training_export_dir: Path, tmp_path: Path) ->
     assert not (tmp_path / "a").exists()  # a failed start leaves nothing behind
 
 
+def test_broken_videos_are_named_and_earlier_checkpoints_survive(training_export_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    export = tmp_path / "export"
+    shutil.copytree(training_export_dir, export)
+    train_rows = load_export(export).dataset["train"]
+    first = train_rows[0]
+    (export / first["video"]).unlink()
+    with pytest.raises(CliptuneError, match=rf"1 train video file\(s\) missing or empty: {first['clip_id']} "):
+        train(export, "tiny", tmp_path / "missing", TrainConfig(**SMALL))
+    assert not (tmp_path / "missing").exists()  # refused before anything was written
+    shutil.copyfile(training_export_dir / first["video"], export / first["video"])
+    # A file that is there but damaged is found when it is decoded: the run stops naming the clip, and the
+    # checkpoints written before it stay usable.
+    from training.checkpoints import epoch_order, latest_checkpoint
+
+    # A clip the first step does not use (repeats share their clip's file), so a checkpoint exists before it.
+    first_step = {train_rows[i]["video"] for i in epoch_order(len(train_rows), 0, 0)[:SMALL["batch_size"]]}
+    damaged = next(row for row in train_rows if row["video"] not in first_step)
+    (export / damaged["video"]).write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    config = TrainConfig(**{**SMALL, "epochs": 2.0}, save_every=1)
+    with pytest.raises(CliptuneError, match=rf"train clip {damaged['clip_id']} \({damaged['video']}\): .*Re-export"):
+        train(export, "tiny", tmp_path / "damaged", config)
+    assert not (tmp_path / "damaged" / "run_card.json").exists()
+    saved = latest_checkpoint(tmp_path / "damaged")
+    assert saved is not None and (saved / "adapter" / "adapter_model.safetensors").is_file()
+
+
 @pytest.mark.slow
 def test_cli_train_then_evaluate(training_export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "demo"

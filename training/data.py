@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.errors import CliptuneError
+from curation.errors import CliptuneError, VideoError
 from curation.rubric import Rubric, load_rubric
 from curation.video import sample_frames
 
@@ -135,6 +135,20 @@ def configure_processor(processor: Any, spec: FrameSpec) -> None:
                 part.cap_pixels_per_frame = False  # the budget above is the cap
 
 
+def check_videos(export: Export, split: str) -> None:
+    """CliptuneError naming the clips of ``split`` whose video file is missing or empty, before any training starts
+    (a file that exists but does not decode is named when it is first decoded)."""
+    missing = []
+    for clip_id, video in zip(export.dataset[split]["clip_id"], export.dataset[split]["video"], strict=True):
+        path = export.root / video
+        if not path.is_file() or path.stat().st_size == 0:
+            missing.append(f"{clip_id} ({video})")
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise CliptuneError(f"{export.root}: {len(missing)} {split} video file(s) missing or empty: {shown}. "
+                            "Was the export moved without its media/ folder? Export again")
+
+
 def clip_frames(root: Path, row: dict[str, Any], spec: FrameSpec) -> np.ndarray:
     """Decoded RGB frames of one row, (k, H, W, 3) uint8; a repeat's window starts ``frame_offset`` s later."""
     path = root / row["video"]
@@ -228,7 +242,11 @@ class ClipDataset:
         if index in self._cache:
             return self._cache[index]
         row = self.rows[int(index)]
-        frames = clip_frames(self.export.root, row, self.spec)
+        try:
+            frames = clip_frames(self.export.root, row, self.spec)
+        except VideoError as exc:
+            raise CliptuneError(f"{self.split} clip {row['clip_id']} ({row['video']}): {exc}. Re-export, or drop "
+                                "the clip from the project and export again") from None
         example = encode(self.processor, row["prompt"], frames, duration_s=row["duration_s"],
                          answer=self.outputs[index] if self.with_answers else None)
         example["clip_id"] = int(row["clip_id"])

@@ -264,6 +264,9 @@ def run_card_markdown(card: dict[str, Any]) -> str:
                                                                if hp["shuffle_labels"] else ""),
         f"- frames: {hp['frames']['num_frames']}" + (f" at {hp['frames']['fps']} fps" if hp["frames"]["fps"] else "")
         + f", {hp['frames']['min_pixels']}–{hp['frames']['max_pixels']} pixels per frame",
+        "- speed: " + ", ".join(f"{name} {'on' if hp.get(key) else 'off'}" for name, key in (
+            ("gradient checkpointing", "gradient_checkpointing"), ("packing", "packing"),
+            ("cached vision features", "cache_vision"))),
         f"- training: {train_metrics['steps']} steps, loss {train_metrics['first_loss']:.3f} → "
         f"{train_metrics['final_loss']:.3f}, {train_metrics['seconds']} s, {train_metrics['tokens_per_s']} tokens/s",
         f"- environment: {card['environment']['device']}, torch {card['environment']['torch']}, transformers "

@@ -34,7 +34,16 @@ import numpy as np
 
 from curation.errors import CliptuneError
 from training.checkpoints import epoch_order, latest_checkpoint, restore_checkpoint, save_checkpoint, seed_everything
-from training.data import IGNORE_INDEX, ClipDataset, Export, FrameSpec, collate, configure_processor, load_export
+from training.data import (
+    IGNORE_INDEX,
+    ClipDataset,
+    Export,
+    FrameSpec,
+    check_videos,
+    collate,
+    configure_processor,
+    load_export,
+)
 from training.packing import pack
 from training.vision_cache import VisionFeatureCache
 
@@ -278,6 +287,7 @@ def train(
     export = load_export(export_path)
     config = config.resolved(tiny=str(base_model) == TINY)
     check_base(base_model, quantize=config.method == "qlora")  # before anything is written
+    check_videos(export, "train")
     checkpoint = latest_checkpoint(output) if resume else None
     if resume and checkpoint is None:
         raise CliptuneError(f"{output}: no checkpoint to resume from; start without --resume")
