@@ -43,6 +43,16 @@ def tiny_model_dir(training_export_dir: Path, tmp_path_factory: pytest.TempPathF
     return build_tiny_model(tmp_path_factory.mktemp("tiny"), load_export(training_export_dir).rubric)
 
 
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl_dir(training_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same, as a Qwen2-VL (the family before 2.5: another vision tower). Read-only."""
+    from training.data import load_export
+    from training.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2-vl"), load_export(training_export_dir).rubric,
+                            architecture="qwen2_vl")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread: tiny matrices gain nothing from a second, lose much when the cores are shared, and a fixed

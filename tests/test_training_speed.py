@@ -25,9 +25,11 @@ FRAMES = FrameSpec(num_frames=4, max_pixels=112 * 112)  # at this budget the cam
 FROZEN = replace(TrainConfig(vision_lora=False, cache_vision=False).resolved(tiny=True), frames=FRAMES)
 
 
-@pytest.fixture()
-def setup(training_export_dir: Path, tiny_model_dir: Path):
-    model, processor = load_base(tiny_model_dir, device=torch.device("cpu"), dtype=torch.float32)
+@pytest.fixture(params=["qwen2_5_vl", "qwen2_vl"])
+def setup(request: pytest.FixtureRequest, training_export_dir: Path):
+    """(LoRA model, processor, three examples of different lengths) for each Qwen family."""
+    checkpoint = request.getfixturevalue("tiny_model_dir" if request.param == "qwen2_5_vl" else "tiny_qwen2_vl_dir")
+    model, processor = load_base(checkpoint, device=torch.device("cpu"), dtype=torch.float32)
     configure_processor(processor, FRAMES)
     model = add_lora(model, FROZEN)
     # LoRA's B starts at zero; give the adapters weight so they take part in what is compared.

@@ -1,4 +1,4 @@
-"""Offline stand-ins for tests and the CPU demo: a tiny Qwen2.5-VL checkpoint and a sample export.
+"""Offline stand-ins for tests and the CPU demo: a tiny Qwen2.5-VL (or Qwen2-VL) checkpoint and a sample export.
 
 :func:`build_tiny_model` writes a random-init Qwen2.5-VL (a few layers, a small vision tower) with a byte-level BPE
 tokenizer trained on the rubric's own texts, the Qwen special tokens and the Qwen2.5-VL chat template, saved with
@@ -12,6 +12,7 @@ Example::
 
     build_sample_export("exports/sample", n_clips=48, random_state=0)
     build_tiny_model("models/tiny", load_rubric("exports/sample/rubric.yaml"))
+    build_tiny_model("models/tiny-qwen2-vl", architecture="qwen2_vl")   # Qwen2-VL's vision tower
     AutoModelForImageTextToText.from_pretrained("models/tiny")   # the real loading path
 """
 
@@ -103,6 +104,40 @@ def build_tokenizer(rubric: Rubric, *, vocab_size: int = 512, random_state: int 
     return tokenizer
 
 
+ARCHITECTURES = ("qwen2_5_vl", "qwen2_vl")
+
+
+def _config(architecture: str, text: dict[str, Any], vision: dict[str, Any], ids: dict[str, int], vocab_size: int):
+    """A Qwen2.5-VL or Qwen2-VL configuration of the given (tiny) sizes, with the Qwen special-token ids."""
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+    half_head = text["hidden_size"] // text["num_attention_heads"] // 2
+    # Multimodal RoPE splits each head's rotary half into (time, height, width) sections, as Qwen's 16/24/24.
+    sections = [half_head // 4, (half_head - half_head // 4) // 2]
+    sections.append(half_head - sum(sections))
+    text_config = {
+        **text, "vocab_size": vocab_size, "max_position_embeddings": 4096, "tie_word_embeddings": False,
+        "rope_parameters": {"rope_type": "default", "mrope_section": sections, "rope_theta": 10000.0},
+        "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+    }
+    common = {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    if architecture == "qwen2_5_vl":
+        vision_config = {**vision, **common, "out_hidden_size": text["hidden_size"], "tokens_per_second": 2,
+                         "window_size": 112, "fullatt_block_indexes": [vision["depth"] - 1]}
+        config_class = Qwen2_5_VLConfig
+    else:  # Qwen2-VL's vision tower: embed_dim wide, hidden_size is what it hands the language model
+        vision_config = {"depth": vision["depth"], "embed_dim": vision["hidden_size"],
+                         "mlp_ratio": max(1, vision["intermediate_size"] // vision["hidden_size"]),
+                         "num_heads": vision["num_heads"], "hidden_size": text["hidden_size"], **common}
+        config_class = Qwen2VLConfig
+    return config_class(
+        text_config=text_config, vision_config=vision_config,
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+
+
 def build_tiny_model(
     out_dir: str | Path,
     rubric: Rubric | None = None,
@@ -112,22 +147,31 @@ def build_tiny_model(
     max_pixels: int = 112 * 112,
     text_config: dict[str, Any] | None = None,
     vision_config: dict[str, Any] | None = None,
+    architecture: str = "qwen2_5_vl",
 ) -> Path:
-    """Write a random-init Qwen2.5-VL checkpoint (model, tokenizer, processor, chat template) to ``out_dir``.
+    """Write a random-init Qwen2.5-VL (or, with ``architecture="qwen2_vl"``, Qwen2-VL) checkpoint — model,
+    tokenizer, processor, chat template — to ``out_dir``.
 
     ``min_pixels`` / ``max_pixels`` set the processor's per-frame pixel budget (the processor's defaults would
     upscale a 160×120 frame to hundreds of tokens). Same ``random_state``, same weights.
     """
     import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers import (
+        AutoModelForImageTextToText,
+        Qwen2_5_VLProcessor,
+        Qwen2VLProcessor,
+    )
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
     rubric = rubric if rubric is not None else load_rubric(REPO_RUBRICS / "surveillance_alert.yaml")
     out = Path(out_dir)
     tokenizer = build_tokenizer(rubric, random_state=random_state)
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    processor = Qwen2_5_VLProcessor(
+    processor_class = Qwen2_5_VLProcessor if architecture == "qwen2_5_vl" else Qwen2VLProcessor
+    processor = processor_class(
         image_processor=Qwen2VLImageProcessor(size=size),
         video_processor=Qwen2VLVideoProcessor(size=size, cap_pixels_per_frame=False),
         tokenizer=tokenizer,
@@ -135,36 +179,16 @@ def build_tiny_model(
     )
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
     text = {**TINY_TEXT, **(text_config or {})}
-    half_head = text["hidden_size"] // text["num_attention_heads"] // 2
-    # Multimodal RoPE splits each head's rotary half into (time, height, width) sections, as Qwen's 16/24/24.
-    sections = [half_head // 4, (half_head - half_head // 4) // 2]
-    sections.append(half_head - sum(sections))
-    vision = {**TINY_VISION, **(vision_config or {})}
-    config = Qwen2_5_VLConfig(
-        text_config={
-            **text, "vocab_size": len(tokenizer), "max_position_embeddings": 4096, "tie_word_embeddings": False,
-            "rope_parameters": {"rope_type": "default", "mrope_section": sections, "rope_theta": 10000.0},
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            **vision, "out_hidden_size": text["hidden_size"], "patch_size": 14, "spatial_merge_size": 2,
-            "temporal_patch_size": 2, "tokens_per_second": 2, "window_size": 112,
-            "fullatt_block_indexes": [vision["depth"] - 1],
-        },
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
+    config = _config(architecture, text, {**TINY_VISION, **(vision_config or {})}, ids, len(tokenizer))
     torch.manual_seed(random_state)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "TINY_MODEL.md").write_text(
-        f"Random-init Qwen2.5-VL built offline by cliptune (training/tiny.py) for rubric {rubric.name} "
+        f"Random-init {type(model).__name__} built offline by cliptune (training/tiny.py) for rubric {rubric.name} "
         f"{rubric.version}, random_state={random_state}. For tests and the CPU demo only.\n", encoding="utf-8")
     return out
 
