@@ -124,6 +124,16 @@ def test_cached_vision_features_give_the_same_loss_and_gradients(setup) -> None:
         cache.apply(without_pixels, keys=[0, 1, 99], with_pixels=[False] * 3)
 
 
+def test_a_full_vision_cache_recomputes_instead_of_failing(setup) -> None:
+    model, processor, examples = setup
+    batch = collate(examples, processor.tokenizer.pad_token_id)
+    cache = VisionFeatureCache(model, max_bytes=1)  # room for nothing
+    plain = _loss_and_grads(model, batch)[0]
+    for _ in range(2):
+        assert _loss_and_grads(model, cache.apply(batch, keys=[0, 1, 2]))[0] == pytest.approx(plain, rel=1e-6)
+    assert (len(cache), cache.stored_bytes, cache.misses, cache.hits) == (0, 0, 6, 0)
+
+
 def test_vision_cache_refuses_a_vision_tower_in_training(tiny_model_dir: Path) -> None:
     model, _ = load_base(tiny_model_dir)
     model = add_lora(model, TrainConfig(vision_lora=True))
