@@ -134,6 +134,22 @@ def test_a_full_vision_cache_recomputes_instead_of_failing(setup) -> None:
     assert (len(cache), cache.stored_bytes, cache.misses, cache.hits) == (0, 0, 6, 0)
 
 
+def test_a_clip_whose_features_are_cached_is_not_decoded_again(training_export_dir: Path,
+                                                               tiny_model_dir: Path) -> None:
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)
+    configure_processor(processor, FRAMES)
+    dataset = ClipDataset(load_export(training_export_dir), "train", processor, FRAMES, cache_bytes=0)
+    example = dataset[0]
+    assert "pixel_values_videos" in example and "pixel_values_videos" in dataset[0]  # no room: decoded each time
+    dataset.forget_pixels(0, example)
+    again = dataset[0]
+    assert "pixel_values_videos" not in again  # what is left is kept even without room, so no decoding
+    assert torch.equal(again["input_ids"], example["input_ids"]) and torch.equal(again["labels"], example["labels"])
+    assert torch.equal(again["video_grid_thw"], example["video_grid_thw"])
+
+
 def test_vision_cache_refuses_a_vision_tower_in_training(tiny_model_dir: Path) -> None:
     model, _ = load_base(tiny_model_dir)
     model = add_lora(model, TrainConfig(vision_lora=True))
@@ -144,6 +160,7 @@ def test_vision_cache_refuses_a_vision_tower_in_training(tiny_model_dir: Path) -
         TrainConfig(vision_lora=True, cache_vision=True).resolved()
     assert TrainConfig().resolved().cache_vision is True  # a real checkpoint: frozen tower, cache on
     assert TrainConfig().resolved(tiny=True).cache_vision is False  # tiny trains its vision tower
+    assert TrainConfig(modules_to_save=["lm_head", "visual.merger"]).resolved().cache_vision is False
 
 
 def test_training_with_packing_and_cached_vision_follows_the_plain_run(training_export_dir: Path,
@@ -155,7 +172,7 @@ def test_training_with_packing_and_cached_vision_follows_the_plain_run(training_
     in a direction set by rounding.)"""
     base = replace(FROZEN, epochs=2.0, batch_size=4, max_steps=None)
     losses: dict[str, list[float]] = {"plain": [], "fast": []}
-    plain = train(training_export_dir, "tiny", tmp_path / "plain", base,
+    plain = train(training_export_dir, "tiny", tmp_path / "plain", base, prefetch=True,
                   progress=lambda i: losses["plain"].append(i["loss"]))
     fast = train(training_export_dir, "tiny", tmp_path / "fast", replace(base, packing=True, cache_vision=True),
                  progress=lambda i: losses["fast"].append(i["loss"]))
@@ -163,7 +180,11 @@ def test_training_with_packing_and_cached_vision_follows_the_plain_run(training_
     assert losses["plain"][-1] < losses["plain"][0] - 0.5  # it learns, so the later steps depend on the earlier
     assert losses["fast"] == pytest.approx(losses["plain"], rel=1e-3)
     assert fast["metrics"]["train"]["tokens"] == plain["metrics"]["train"]["tokens"]  # padding is not counted
-    assert fast["hyper_parameters"]["packing"] and fast["hyper_parameters"]["cache_vision"]
+    # Both levers really ran: no padding computed, and the second epoch's features came from the cache.
+    assert plain["metrics"]["train"]["padding_tokens"] > 0 and plain["metrics"]["train"]["vision_cache"] is None
+    assert fast["metrics"]["train"]["padding_tokens"] == 0
+    rows = fast["data"]["train_rows"]
+    assert fast["metrics"]["train"]["vision_cache"] == {"hits": rows, "misses": rows, "clips_kept": rows}
     # Decoding the next step's clips in a thread changes nothing.
     serial: list[float] = []
     train(training_export_dir, "tiny", tmp_path / "serial", base, prefetch=False,

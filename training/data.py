@@ -138,8 +138,11 @@ def configure_processor(processor: Any, spec: FrameSpec) -> None:
 def check_videos(export: Export, split: str) -> None:
     """CliptuneError naming the clips of ``split`` whose video file is missing or empty, before any training starts
     (a file that exists but does not decode is named when it is first decoded)."""
-    missing = []
+    missing, seen = [], set()
     for clip_id, video in zip(export.dataset[split]["clip_id"], export.dataset[split]["video"], strict=True):
+        if video in seen:  # an oversampled repeat shares its clip's file
+            continue
+        seen.add(video)
         path = export.root / video
         if not path.is_file() or path.stat().st_size == 0:
             missing.append(f"{clip_id} ({video})")
@@ -260,14 +263,19 @@ class ClipDataset:
         return example
 
 
-    def forget_pixels(self, index: int) -> None:
-        """Drop the pixels of a kept example (its video features are cached elsewhere); frees their budget."""
-        with self._lock:
-            example = self._cache.get(index)
-            if example is not None and "pixel_values_videos" in example:
-                pixels = example.pop("pixel_values_videos")
-                self._cache_left += pixels.numel() * pixels.element_size()
+    def forget_pixels(self, index: int, example: dict[str, Any]) -> None:
+        """Keep ``example`` (this index's) without its pixels from now on: its video features are cached elsewhere.
 
+        What is left (token ids, labels, grid sizes) is a few kilobytes, so it is kept even when the budget for
+        whole examples is spent; the clip is then never decoded again.
+        """
+        with self._lock:
+            kept = self._cache.get(index)
+            if kept is not None and "pixel_values_videos" in kept:
+                pixels = kept.pop("pixel_values_videos")
+                self._cache_left += pixels.numel() * pixels.element_size()
+            elif kept is None:
+                self._cache[index] = {k: v for k, v in example.items() if k != "pixel_values_videos"}
 
 def collate(examples: list[dict[str, Any]], pad_token_id: int, *, padding_side: str = "right") -> dict[str, Any]:
     """Pad token tensors (right for training, left for generation) and concatenate the vision tensors."""

@@ -101,8 +101,11 @@ class TrainConfig:
             "modules_to_save": ["lm_head", "embed_tokens"] if tiny else [],
             "learning_rate": 6e-3 if tiny else 2e-4,
             "frames": FrameSpec(num_frames=8, max_pixels=112 * 112) if tiny else FrameSpec(),
-            # The tiny model trains its vision tower (LoRA), so its features change every step.
-            "cache_vision": not (self.vision_lora if self.vision_lora is not None else tiny),
+            # Only a frozen vision tower gives the same features every epoch (the tiny model's gets LoRA).
+            "cache_vision": not (
+                (self.vision_lora if self.vision_lora is not None else tiny)
+                or any("visual" in name or "vision" in name for name in (self.modules_to_save or []))
+                or "visual" in self.target_modules),
         }
         resolved = replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
         if resolved.cache_vision and resolved.vision_lora:
@@ -221,15 +224,17 @@ def _train_step(model: Any, micro_batches: list[list[tuple[int, dict[str, Any]]]
     for micro in micro_batches:
         examples = [example for _, example in micro]
         batch = batch_to(pack(examples, rope_index) if config.packing else collate(examples, pad_id), device, dtype)
-        state["tokens"] += int(batch["input_ids"].numel() if config.packing else batch["attention_mask"].sum())
+        real = int(batch["input_ids"].numel() if config.packing else batch["attention_mask"].sum())
+        state["tokens"] += real
+        state["padding_tokens"] = state.get("padding_tokens", 0) + batch["input_ids"].numel() - real
         with autocast:
             if cache is not None:  # the dataset index names the example: a repeat is its own row
                 videos = [(i, e) for i, e in micro if "video_grid_thw" in e]
                 keys = [i for i, _ in videos]
                 batch = cache.apply(batch, keys, with_pixels=["pixel_values_videos" in e for _, e in videos])
-                for key in keys:  # held as features now: the dataset need not keep (or decode) the frames
+                for key, example in videos:  # held as features now: the dataset need not keep or decode frames
                     if key in cache:
-                        dataset.forget_pixels(key)
+                        dataset.forget_pixels(key, example)
             loss, _ = answer_loss(model, batch)
         (loss / len(micro_batches)).backward()
         step_loss += loss.item() / len(micro_batches)
@@ -342,7 +347,8 @@ def train(
     if prefetch is None:
         prefetch = device.type == "cuda" or torch.get_num_threads() < (os.cpu_count() or 1)
     prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cliptune-prefetch") if prefetch else None
-    upcoming = prefetcher.submit(fetch, state["step"]) if prefetcher is not None else None
+    starts = state["step"] < total and (stop_after is None or stop_after > 0)
+    upcoming = prefetcher.submit(fetch, state["step"]) if prefetcher is not None and starts else None
     model.train()
     try:
         while state["step"] < total and (stop_after is None or steps_this_call < stop_after):
@@ -389,6 +395,9 @@ def train(
             "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
             "first_loss": losses[0], "final_loss": float(np.mean(losses[-max(1, steps_per_epoch):])),
             "seconds": round(state["seconds"], 2), "tokens": state["tokens"],
+            "padding_tokens": state.get("padding_tokens", 0),
+            "vision_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses,
+                                                        "clips_kept": len(cache)},
             "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
             "trainable_parameters": sum(p.numel() for p in parameters)}},
         "warnings": [],
