@@ -280,7 +280,7 @@ def train(
 
     ``prefetch`` decodes the next step's clips in a background thread (the results are the same either way); by
     default it is on when the steps run on a GPU or leave a CPU core free (on a CPU whose cores all compute, the
-    thread only competes with the step: measured 0.94x on 2 cores, and 1.36x with one core left free).
+    thread only competes with the step: measured 0.81x on 2 cores, and 1.20x with one core left free).
     ``progress`` is called after every optimizer step with {step, total, epoch, loss, seconds}. ``stop_after``
     stops after that many steps of this call, leaving a checkpoint (used to test ``resume``).
     """
