@@ -203,9 +203,9 @@ def test_gpu_benchmark_script_runs_on_a_tiny_shape(tmp_path: Path) -> None:
     import sys
 
     script = Path(__file__).parent / "bench" / "bench_train_gpu.py"
-    result = subprocess.run([sys.executable, str(script), "--smoke", "--ours-batch", "2", "--skip-gc", "--json",
-                             str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(script), "--smoke", "--ours", "epoch1:1,cached+gc:2", "--skip-gc",
+                             "--json", str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert [row["variant"] for row in report["results"]] == ["plain", "ours/epoch1", "ours/cached"]
+    assert [row["variant"] for row in report["results"]] == ["plain", "ours/epoch1", "ours/cached+gc"]
     assert all(row["tokens_per_s"] > 0 and row["loss"] > 0 for row in report["results"])

@@ -1,7 +1,7 @@
 """GPU training benchmark: cliptune's LoRA step against plain transformers + peft, in the same run, on a
 random-init model of a real size (speed and memory do not depend on the weights' values). Not collected by pytest.
 
-    .venv/bin/python tests/bench/bench_train_gpu.py                    # Qwen2.5-VL-7B shape, 8 frames 448x448, batch 1
+    .venv/bin/python tests/bench/bench_train_gpu.py                    # Qwen2.5-VL-7B shape, 8 frames 448x448
     .venv/bin/python tests/bench/bench_train_gpu.py --json out.json
     .venv/bin/python tests/bench/bench_train_gpu.py --smoke            # a tiny shape on CPU: checks the script runs
 
@@ -12,11 +12,12 @@ tokens/s (every token of the sequence), model TFLOP/s and peak allocated memory.
 - ``plain``: ``get_peft_model`` (LoRA r=16 on the language model's linear layers), sdpa attention, bf16 weights,
   ``model(**batch, labels=labels).loss`` — logits over the whole vocabulary at every position.
 - ``plain+gc``: the same with gradient checkpointing (``use_reentrant=False``).
-- ``ours``: :func:`training.lora.add_lora` + :func:`training.lora.answer_loss` (logits at answer positions only),
-  bf16 autocast, the trainer's own step, with ``--ours-batch`` clips per step packed into one sequence
-  (:mod:`training.packing`) and optional gradient checkpointing (``--ours-gc``). Two rows: ``ours/epoch1`` runs
-  the vision tower (the first epoch), ``ours/cached`` takes the features from :mod:`training.vision_cache` (every
-  later epoch: the LoRA-on-the-language-model default leaves the vision tower frozen).
+- ``ours/...``: :func:`training.lora.add_lora` + :func:`training.lora.answer_loss` (logits at answer positions
+  only), bf16 autocast, the trainer's own step, with CLIPS clips packed into one sequence (:mod:`training.packing`).
+  ``ours/epoch1`` runs the vision tower (the first epoch); ``ours/cached`` takes the features from
+  :mod:`training.vision_cache` (every later epoch: LoRA on the language model leaves the vision tower frozen);
+  ``+gc`` adds gradient checkpointing. ``--ours`` lists them; the default measures the whole table in one call (a
+  lent GPU's time is scarce), and a variant that runs out of memory is a row saying so, not the end of the run.
 
 Model FLOPs per step (the same formula for every variant, so ratios compare like with like): language model
 4 x N_lm x T (forward, and backward to the activations: the frozen weights need no gradient) + attention
@@ -68,8 +69,13 @@ def build_model(shape: dict, device, dtype):
     config = Qwen2_5_VLConfig(**json.loads(json.dumps(shape)))
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration(config).to(dtype)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # made in bf16 on the GPU: no float32 copy of 8 B parameters on the way
+    try:
+        with torch.device(device):
+            model = Qwen2_5_VLForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
     model.config.use_cache = False
     return model
 
@@ -168,8 +174,10 @@ def main() -> int:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--ours-batch", type=int, default=1, help="clips per step for cliptune's path")
-    parser.add_argument("--ours-gc", action="store_true", help="gradient checkpointing on cliptune's path")
+    parser.add_argument("--ours", default="epoch1:1,cached:1,cached:4,cached+gc:4,cached+gc:8",
+                        help="cliptune's variants, MODE:CLIPS separated by commas; MODE is epoch1 (vision tower "
+                             "run) or cached (features from the cache), +gc for gradient checkpointing; CLIPS are "
+                             "packed into one sequence")
     parser.add_argument("--skip-gc", action="store_true", help="skip the plain+gc variant (saves time)")
     parser.add_argument("--smoke", action="store_true", help="tiny shape on CPU, to check the script itself")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -214,39 +222,54 @@ def main() -> int:
             model.gradient_checkpointing_disable()
         del peft_model, batch
         gc.collect()
-    clips = args.ours_batch
     batch, patches = make_batch(model.config, frames=frames, size=size, prompt_tokens=100, answer_tokens=24,
                                 clips=1, device=device)
     tokens_per_clip = batch["input_ids"].shape[1]
-    packed = packed_batch(model, batch, clips) if clips > 1 else batch
-    config = TrainConfig(rank=args.rank, gradient_checkpointing=args.ours_gc)
-    ours = add_lora(model, config)
-    flops = model_flops(model, tokens_per_clip, patches, clips)
-    results.append(run_variant("ours/epoch1", ours, packed, step=ours_step, steps=steps, warmup=warmup,
-                               device=device, flops=flops, clips=clips))
-    print(json.dumps(results[-1]), file=sys.stderr)
-    cache = VisionFeatureCache(ours, max_bytes=64 * GIB)
-    keys = list(range(clips))  # the same clip packed `clips` times, cached as `clips` examples, as in training
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        cached = cache.apply(packed, keys)  # fills the cache (the first epoch's work, not timed)
-    cached = cache.apply({k: v for k, v in packed.items() if k != "pixel_values_videos"}, keys,
-                         with_pixels=[False] * clips)
-    flops = model_flops(model, tokens_per_clip, patches, clips, vision=False)
-    results.append(run_variant("ours/cached", ours, cached, step=ours_step, steps=steps, warmup=warmup,
-                               device=device, flops=flops, clips=clips))
-    print(json.dumps(results[-1]), file=sys.stderr)
+    for spec in args.ours.split(","):
+        mode, clips = spec.split(":")[0], int(spec.split(":")[1])
+        checkpointing = mode.endswith("+gc")
+        name = f"ours/{mode}"
+        packed = packed_batch(model, batch, clips) if clips > 1 else batch
+        ours = add_lora(model, TrainConfig(rank=args.rank, gradient_checkpointing=checkpointing))
+        try:
+            if mode.startswith("cached"):
+                cache = VisionFeatureCache(ours, max_bytes=64 * GIB)
+                keys = list(range(clips))  # the same clip packed `clips` times, cached as `clips` examples
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    cache.apply(packed, keys)  # fills the cache: the first epoch's work, not timed here
+                inputs = cache.apply({k: v for k, v in packed.items() if k != "pixel_values_videos"}, keys,
+                                     with_pixels=[False] * clips)
+                flops = model_flops(model, tokens_per_clip, patches, clips, vision=False)
+            else:
+                inputs, flops = packed, model_flops(model, tokens_per_clip, patches, clips)
+            results.append(run_variant(name, ours, inputs, step=ours_step, steps=steps, warmup=warmup,
+                                       device=device, flops=flops, clips=clips))
+        except torch.OutOfMemoryError:  # one row of the table, not the end of a scarce GPU session
+            results.append({"variant": name, "clips_per_step": clips, "error": "out of memory"})
+        print(json.dumps(results[-1]), file=sys.stderr)
+        model = ours.unload()
+        if checkpointing:
+            model.gradient_checkpointing_disable()
+            model.disable_input_require_grads()
+        del ours, packed
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     plain = results[0]
     print(f"\n{device_name}: {'tiny smoke shape' if args.smoke else 'Qwen2.5-VL-7B shape'}, {frames} frames at "
           f"{size}x{size}, LoRA r={args.rank}, {steps} steps (median)")
-    print(f"{'variant':<10} {'clips':>5} {'step s':>8} {'tokens/s':>10} {'TFLOP/s':>8} {'peak GiB':>9} "
+    print(f"{'variant':<16} {'clips':>5} {'step s':>8} {'tokens/s':>10} {'TFLOP/s':>8} {'peak GiB':>9} "
           f"{'x plain tok/s':>13}")
     for row in results:
-        print(f"{row['variant']:<10} {row['clips_per_step']:>5} {row['step_s']:>8.3f} {row['tokens_per_s']:>10.0f} "
+        if "error" in row:
+            print(f"{row['variant']:<16} {row['clips_per_step']:>5} {row['error']}")
+            continue
+        print(f"{row['variant']:<16} {row['clips_per_step']:>5} {row['step_s']:>8.3f} {row['tokens_per_s']:>10.0f} "
               f"{row['tflops']:>8.1f} {row['peak_gib'] if row['peak_gib'] is not None else '-':>9} "
               f"{row['tokens_per_s'] / plain['tokens_per_s']:>13.2f}")
     if not args.skip_gc and device.type == "cuda":
         gc_row = results[1]
-        for ours_row in results[2:]:
+        for ours_row in [row for row in results[2:] if "error" not in row]:
             print(f"targets, {ours_row['variant']}: tokens/s >= 2.5x plain: "
                   f"{ours_row['tokens_per_s'] / plain['tokens_per_s']:.2f}x; peak memory <= plain+gc "
                   f"({gc_row['peak_gib']} GiB): {ours_row['peak_gib']} GiB")

@@ -4,7 +4,7 @@
 # reachable), then carry .whl/ to the machine (it is git-ignored; about 21 MB). On the machine:
 #
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-#     && export PYTHONPATH=/tmp/site && python3 tests/bench/bench_train_gpu.py --ours-batch 4 --json $OUT/bench.json
+#     && export PYTHONPATH=/tmp/site && PYTHONUNBUFFERED=1 python3 tests/bench/bench_train_gpu.py --json $OUT/bench.json
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pin() { grep -iE "^$1==" constraints.txt | head -1; }
