@@ -5,8 +5,11 @@ Qwen2.5-VL / Qwen2-VL family first), or ``"tiny"``: a random-init Qwen2.5-VL bui
 LoRA goes on the language model's linear layers, chosen by a regular expression because the vision blocks have
 ``gate_proj/up_proj/down_proj`` too; ``vision_lora`` adds the vision blocks. QLoRA (4-bit base, bitsandbytes) needs a
 CUDA device. bf16 on GPU, float32 on CPU. The loss is computed from logits at labelled positions only (the answer),
-which spares the vocabulary-sized logits of every prompt and video token. Checkpoints let ``resume`` continue a run
-exactly where it stopped (same data order, same optimizer state, same random state).
+which spares the vocabulary-sized logits of every prompt and video token. A frozen vision tower's features are
+computed once per clip and reused every later epoch (:mod:`training.vision_cache`); ``packing`` puts a batch's clips
+in one sequence (:mod:`training.packing`); the next step's clips are decoded in a background thread. Checkpoints
+(:mod:`training.checkpoints`) let ``resume`` continue a run exactly where it stopped (same data order, same
+optimizer state, same random state).
 
 The run folder holds ``adapter/`` (peft), ``processor/``, ``run_card.json`` + ``run_card.md`` (base model, data
 version, rubric version, hyper-parameters, metrics) and ``checkpoints/``; ``base-model/`` for the tiny model.
