@@ -123,6 +123,9 @@ def _reader(path: str | os.PathLike):
         raise VideoError(f"cannot read file: {exc.strerror}") from None
     if size == 0:
         raise VideoError("empty file (0 bytes)")
+    # OpenCV first: decord bundles an old zlib, and once it is loaded first OpenCV's PNG decoding fails
+    # (cv2.imdecode returns None), which broke the frame pictures stored with clip features.
+    import cv2  # noqa: F401
     import decord
 
     try:

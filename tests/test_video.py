@@ -144,3 +144,19 @@ def test_truncated_file_with_index_in_front_is_caught(tmp_path: Path) -> None:
         probe(cut)
     with pytest.raises(VideoError, match="cannot read file"):
         probe(tmp_path / "missing.mp4")
+
+
+def test_opening_a_video_first_leaves_png_decoding_working(tmp_path: Path) -> None:
+    """decord bundles an old zlib: loaded before OpenCV it breaks cv2's PNG decoding, which the feature pictures
+    need. A fresh process, since this one has loaded OpenCV already."""
+    import subprocess
+    import sys
+
+    frames = [np.full((32, 48, 3), 100, np.uint8) for _ in range(4)]
+    write_video(tmp_path / "a.mp4", frames, fps=10)
+    check = ("import sys; from curation.video import probe; probe(sys.argv[1]); import cv2, numpy as np; "
+             "ok, png = cv2.imencode('.png', np.zeros((8, 8), np.uint8)); "
+             "sys.exit(0 if cv2.imdecode(png, cv2.IMREAD_UNCHANGED) is not None else 3)")
+    result = subprocess.run([sys.executable, "-c", check, str(tmp_path / "a.mp4")], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]
