@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from curation.errors import CliptuneError  # noqa: E402
@@ -23,34 +23,23 @@ from training.data import (  # noqa: E402
     encode,
     load_export,
 )
-from training.tiny import QWEN_SPECIAL_TOKENS, build_sample_export, build_tiny_model  # noqa: E402
+from training.tiny import QWEN_SPECIAL_TOKENS, build_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def export_dir(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 12-clip sample as an export split by camera, with one repeat of every rare-event train clip."""
-    return build_sample_export(tmp_path_factory.mktemp("export"), sample_dir=sample_dir, oversample_rare=1)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"), load_export(export_dir).rubric, random_state=3)
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_dir: Path):
+def processor(tiny_model_dir: Path):
     from transformers import AutoProcessor
 
-    loaded = AutoProcessor.from_pretrained(tiny_dir, local_files_only=True)
+    loaded = AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)
     configure_processor(loaded, FrameSpec(num_frames=4, max_pixels=112 * 112))
     return loaded
 
 
-def test_sample_export_has_the_exporter_schema_and_a_camera_split(export_dir: Path) -> None:
+def test_sample_export_has_the_exporter_schema_and_a_camera_split(training_export_dir: Path) -> None:
     import datasets
     import decord
 
-    dataset = datasets.load_from_disk(str(export_dir / "hf"))
+    dataset = datasets.load_from_disk(str(training_export_dir / "hf"))
     assert set(dataset) == {"train", "test"}
     dtypes = {name: feature.dtype for name, feature in dataset["train"].features.items()}
     assert dtypes == {"clip_id": "int64", "video": "string", "prompt": "string", "output": "string",
@@ -63,21 +52,21 @@ def test_sample_export_has_the_exporter_schema_and_a_camera_split(export_dir: Pa
     assert len(repeats) > 0 and all(row["frame_offset"] > 0 for row in repeats)
     for row in dataset["test"]:
         assert row["video"].endswith(".mp4") and not Path(row["video"]).is_absolute()
-        assert len(decord.VideoReader(str(export_dir / row["video"]))) > 0
+        assert len(decord.VideoReader(str(training_export_dir / row["video"]))) > 0
         assert row["split"] == "test"
-    meta = json.loads((export_dir / "export.json").read_text())
-    assert meta["rubric"]["version"] == load_export(export_dir).rubric.version
+    meta = json.loads((training_export_dir / "export.json").read_text())
+    assert meta["rubric"]["version"] == load_export(training_export_dir).rubric.version
 
 
-def test_load_export_names_what_is_wrong(export_dir: Path, tmp_path: Path) -> None:
+def test_load_export_names_what_is_wrong(training_export_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(CliptuneError, match="no such export folder"):
         load_export(tmp_path / "nowhere")
     broken = tmp_path / "broken"
-    shutil.copytree(export_dir, broken, ignore=shutil.ignore_patterns("media"))
+    shutil.copytree(training_export_dir, broken, ignore=shutil.ignore_patterns("media"))
     shutil.rmtree(broken / "hf")
     with pytest.raises(CliptuneError, match="hf missing"):
         load_export(broken)
-    shutil.copytree(export_dir / "hf", broken / "hf")
+    shutil.copytree(training_export_dir / "hf", broken / "hf")
     meta = json.loads((broken / "export.json").read_text())
     meta["rubric"]["version"] = "000000000000"
     (broken / "export.json").write_text(json.dumps(meta))
@@ -88,11 +77,12 @@ def test_load_export_names_what_is_wrong(export_dir: Path, tmp_path: Path) -> No
         load_export(broken)
 
 
-def test_tiny_model_loads_through_the_real_checkpoint_path(tiny_dir: Path, export_dir: Path) -> None:
+def test_tiny_model_loads_through_the_real_checkpoint_path(tiny_model_dir: Path, training_export_dir: Path,
+                                                          tmp_path: Path) -> None:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(tiny_dir, local_files_only=True)
-    model = AutoModelForImageTextToText.from_pretrained(tiny_dir, local_files_only=True)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, local_files_only=True)
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     tokenizer = processor.tokenizer
     ids = [tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS]
@@ -100,7 +90,7 @@ def test_tiny_model_loads_through_the_real_checkpoint_path(tiny_dir: Path, expor
     assert model.config.video_token_id == tokenizer.convert_tokens_to_ids("<|video_pad|>")
     assert model.config.text_config.vocab_size == len(tokenizer)
     # Byte-level BPE: any text round-trips, and the rubric's outputs are short in its vocabulary.
-    output = load_export(export_dir).dataset["train"][0]["output"]
+    output = load_export(training_export_dir).dataset["train"][0]["output"]
     assert tokenizer.decode(tokenizer(output)["input_ids"]) == output
     assert tokenizer.decode(tokenizer("Ünïcode ☃ text")["input_ids"]) == "Ünïcode ☃ text"
     assert len(tokenizer(output)["input_ids"]) < len(output) / 1.5
@@ -108,13 +98,16 @@ def test_tiny_model_loads_through_the_real_checkpoint_path(tiny_dir: Path, expor
                                           "text": "hi"}]}], tokenize=False, add_generation_prompt=True)
     assert text.endswith("<|vision_start|><|video_pad|><|vision_end|>hi<|im_end|>\n<|im_start|>assistant\n")
     # Same seed, same weights; another seed, other weights.
-    again = build_tiny_model(tiny_dir.parent / "again", load_export(export_dir).rubric, random_state=3)
-    other = AutoModelForImageTextToText.from_pretrained(again, local_files_only=True)
-    assert all((a == b).all() for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
+    for seed, same in ((0, True), (1, False)):
+        rubric = load_export(training_export_dir).rubric
+        rebuilt = build_tiny_model(tmp_path / f"seed-{seed}", rubric, random_state=seed)
+        other = AutoModelForImageTextToText.from_pretrained(rebuilt, local_files_only=True)
+        pairs = zip(model.state_dict().values(), other.state_dict().values(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs) is same
 
 
-def test_labels_cover_the_answer_only(processor, export_dir: Path) -> None:
-    export = load_export(export_dir)
+def test_labels_cover_the_answer_only(processor, training_export_dir: Path) -> None:
+    export = load_export(training_export_dir)
     row = export.dataset["train"][0]
     frames = clip_frames(export.root, row, FrameSpec(num_frames=4, max_pixels=112 * 112))
     example = encode(processor, row["prompt"], frames, answer=row["output"], duration_s=row["duration_s"])
@@ -133,14 +126,14 @@ def test_labels_cover_the_answer_only(processor, export_dir: Path) -> None:
     assert "labels" not in prompt_only and (prompt_only["input_ids"] == ids[:first]).all()
 
 
-def test_pixel_budget_is_enforced(tiny_dir: Path, export_dir: Path) -> None:
+def test_pixel_budget_is_enforced(tiny_model_dir: Path, training_export_dir: Path) -> None:
     from transformers import AutoProcessor
 
-    export = load_export(export_dir)
+    export = load_export(training_export_dir)
     row = export.dataset["test"][0]
     tokens = {}
     for budget in (56 * 56, 112 * 112, 224 * 224):
-        processor = AutoProcessor.from_pretrained(tiny_dir, local_files_only=True)
+        processor = AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)
         spec = FrameSpec(num_frames=4, max_pixels=budget)
         configure_processor(processor, spec)
         example = encode(processor, "q", clip_frames(export.root, row, spec), duration_s=row["duration_s"])
@@ -152,8 +145,8 @@ def test_pixel_budget_is_enforced(tiny_dir: Path, export_dir: Path) -> None:
     assert tokens[224 * 224] <= 2 * 16 * 16 // 4
 
 
-def test_repeats_show_other_frames_of_the_same_clip(export_dir: Path) -> None:
-    export = load_export(export_dir)
+def test_repeats_show_other_frames_of_the_same_clip(training_export_dir: Path) -> None:
+    export = load_export(training_export_dir)
     train = export.dataset["train"]
     repeat = next(row for row in train if row["repeat"] > 0)
     original = next(row for row in train if row["clip_id"] == repeat["clip_id"] and row["repeat"] == 0)
@@ -167,8 +160,8 @@ def test_repeats_show_other_frames_of_the_same_clip(export_dir: Path) -> None:
     assert len(clip_frames(export.root, original, FrameSpec(num_frames=3, fps=2.0))) == 3  # at most num_frames
 
 
-def test_dataset_and_collate(processor, export_dir: Path) -> None:
-    export = load_export(export_dir)
+def test_dataset_and_collate(processor, training_export_dir: Path) -> None:
+    export = load_export(training_export_dir)
     spec = FrameSpec(num_frames=4, max_pixels=112 * 112)
     dataset = ClipDataset(export, "train", processor, spec)
     assert len(dataset) == len(export.dataset["train"])

@@ -58,7 +58,7 @@ def test_resume_continues_exactly(training_export_dir: Path, tmp_path: Path) -> 
     b = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and any("lora_B" in key for key in a)
     assert all(torch.equal(a[key], b[key]) for key in a)
-    assert not torch.equal(a[next(k for k in a if "lora_B" in k)], torch.zeros(1))  # it did learn something
+    assert torch.count_nonzero(a[next(k for k in a if "lora_B" in k)]) > 0  # it did learn something (B starts at 0)
     assert len(list((tmp_path / "resumed" / "checkpoints").glob("step-*"))) <= 2  # older checkpoints pruned
 
 

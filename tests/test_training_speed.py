@@ -15,8 +15,8 @@ pytest.importorskip("peft")
 from curation.errors import CliptuneError  # noqa: E402
 from training.data import ClipDataset, FrameSpec, collate, configure_processor, load_export  # noqa: E402
 from training.lora import TrainConfig, add_lora, answer_loss, load_base, train  # noqa: E402
-from training.packing import check_labels, pack, packed_lengths  # noqa: E402
-from training.vision_cache import VisionFeatureCache, vision_is_frozen  # noqa: E402
+from training.packing import pack  # noqa: E402
+from training.vision_cache import VisionFeatureCache, inner_model, vision_is_frozen  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,10 +48,9 @@ def setup(request: pytest.FixtureRequest, training_export_dir: Path):
 
 
 def _hidden(model, batch):
-    wrapped = model.get_base_model()
     with torch.no_grad():
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return wrapped.model(**inputs, use_cache=False).last_hidden_state
+        return inner_model(model)(**inputs, use_cache=False).last_hidden_state
 
 
 def _loss_and_grads(model, batch):
@@ -64,13 +63,14 @@ def _loss_and_grads(model, batch):
 
 def test_packed_clips_see_exactly_what_they_see_alone(setup) -> None:
     model, processor, examples = setup
-    rope_index = model.get_base_model().model.get_rope_index
+    rope_index = inner_model(model).get_rope_index
     padded = collate(examples, processor.tokenizer.pad_token_id)
     packed = pack(examples, rope_index)
     assert packed["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples))
     assert "attention_mask" not in packed
-    assert packed_lengths(packed) == [len(e["input_ids"]) for e in examples]
-    check_labels(packed)
+    lengths = [len(e["input_ids"]) for e in examples]
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    assert (packed["position_ids"][0, 0] == 0).nonzero().flatten().tolist() == starts  # text positions restart
     padded_hidden, packed_hidden = _hidden(model, padded), _hidden(model, packed)
     offset = 0
     for row, example in enumerate(examples):
@@ -99,7 +99,7 @@ def test_a_packed_example_without_its_prompt_is_refused(setup) -> None:
     model, _, examples = setup
     broken = dict(examples[1], labels=examples[1]["input_ids"].clone())  # every token labelled
     with pytest.raises(ValueError, match="starts with a labelled token"):
-        check_labels(pack([examples[0], broken], model.get_base_model().model.get_rope_index))
+        pack([examples[0], broken], inner_model(model).get_rope_index)
 
 
 def test_cached_vision_features_give_the_same_loss_and_gradients(setup) -> None:
@@ -158,6 +158,8 @@ def test_vision_cache_refuses_a_vision_tower_in_training(tiny_model_dir: Path) -
         VisionFeatureCache(model)
     with pytest.raises(CliptuneError, match="frozen vision tower"):
         TrainConfig(vision_lora=True, cache_vision=True).resolved()
+    with pytest.raises(CliptuneError, match="frozen vision tower"):
+        TrainConfig(modules_to_save=["visual.merger"], cache_vision=True).resolved()
     assert TrainConfig().resolved().cache_vision is True  # a real checkpoint: frozen tower, cache on
     assert TrainConfig().resolved(tiny=True).cache_vision is False  # tiny trains its vision tower
     assert TrainConfig(modules_to_save=["lm_head", "visual.merger"]).resolved().cache_vision is False

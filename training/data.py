@@ -298,8 +298,15 @@ def collate(examples: list[dict[str, Any]], pad_token_id: int, *, padding_side: 
         batch["labels"] = pad([e["labels"] for e in examples], IGNORE_INDEX)
     if "mm_token_type_ids" in examples[0]:
         batch["mm_token_type_ids"] = pad([e["mm_token_type_ids"] for e in examples], 0)
+    return {**batch, **vision_tensors(examples)}
+
+
+def vision_tensors(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The examples' video tensors concatenated in order (text-only examples, such as probe questions, have none)."""
+    import torch
+
+    batch = {}
     for key in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):
-        # Text-only examples (probe questions) have no video: stack those that do, in order.
         present = [e[key] for e in examples if key in e]
         if present:
             batch[key] = torch.cat(present)

@@ -25,7 +25,7 @@ from curation.errors import CliptuneError
 from curation.rubric import Rubric, RubricField
 from curation.text_similarity import chrf
 from training.data import ClipDataset, Export, FrameSpec, clip_frames, collate, encode, load_export
-from training.lora import load_base
+from training.lora import batch_to, load_base
 from training.probes import DEFAULT_THRESHOLD, forgetting_report, load_probes, probe_items, score_probes
 
 DAY_S = 24 * 3600
@@ -43,7 +43,7 @@ def generate(model: Any, processor: Any, examples: list[dict[str, Any]], *, batc
     model.eval()
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start:start + batch_size], tokenizer.pad_token_id, padding_side="left")
-        batch = {k: (v.to(device, dtype) if k == "pixel_values_videos" else v.to(device)) for k, v in batch.items()}
+        batch = batch_to(batch, device, dtype)
         with torch.no_grad():
             generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
                                        top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)

@@ -48,7 +48,7 @@ from training.data import (
     load_export,
 )
 from training.packing import pack
-from training.vision_cache import VisionFeatureCache
+from training.vision_cache import VisionFeatureCache, inner_model
 
 LANGUAGE_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 VISION_LORA = r".*visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.(gate_proj|up_proj|down_proj|fc1|fc2))"
@@ -104,15 +104,16 @@ class TrainConfig:
             "modules_to_save": ["lm_head", "embed_tokens"] if tiny else [],
             "learning_rate": 6e-3 if tiny else 2e-4,
             "frames": FrameSpec(num_frames=8, max_pixels=112 * 112) if tiny else FrameSpec(),
-            # Only a frozen vision tower gives the same features every epoch (the tiny model's gets LoRA).
-            "cache_vision": not (
-                (self.vision_lora if self.vision_lora is not None else tiny)
-                or any("visual" in name or "vision" in name for name in (self.modules_to_save or []))
-                or "visual" in self.target_modules),
         }
         resolved = replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
-        if resolved.cache_vision and resolved.vision_lora:
-            raise CliptuneError("cache-vision needs a frozen vision tower, but vision LoRA trains it; turn one off")
+        # Only a frozen vision tower gives the same features every epoch (the tiny model's gets LoRA).
+        trains_vision = (resolved.vision_lora or "visual" in resolved.target_modules
+                         or any("visual" in name or "vision" in name for name in resolved.modules_to_save))
+        if resolved.cache_vision is None:
+            return replace(resolved, cache_vision=not trains_vision)
+        if resolved.cache_vision and trains_vision:
+            raise CliptuneError("cache-vision needs a frozen vision tower, but vision LoRA or modules_to_save trains "
+                                "it; turn one off")
         return resolved
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,7 +230,7 @@ def _train_step(model: Any, micro_batches: list[list[tuple[int, dict[str, Any]]]
         batch = batch_to(pack(examples, rope_index) if config.packing else collate(examples, pad_id), device, dtype)
         real = int(batch["input_ids"].numel() if config.packing else batch["attention_mask"].sum())
         state["tokens"] += real
-        state["padding_tokens"] = state.get("padding_tokens", 0) + batch["input_ids"].numel() - real
+        state["padding_tokens"] += batch["input_ids"].numel() - real
         with autocast:
             if cache is not None:  # the dataset index names the example: a repeat is its own row
                 videos = [(i, e) for i, e in micro if "video_grid_thw" in e]
@@ -318,7 +319,7 @@ def train(
     model.config.use_cache = False
     model = add_lora(model, config)
     cache = VisionFeatureCache(model) if config.cache_vision else None
-    rope_index = model.get_base_model().model.get_rope_index if config.packing else None
+    rope_index = inner_model(model).get_rope_index if config.packing else None
     outputs = list(export.dataset["train"]["output"])
     if config.shuffle_labels:
         outputs = shuffled_outputs(outputs, config.random_state)
@@ -328,9 +329,9 @@ def train(
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
-    state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0}
+    state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0, "padding_tokens": 0}
     if checkpoint is not None:
-        state = restore_checkpoint(checkpoint, model, optimizer, scheduler)
+        state = {"padding_tokens": 0, **restore_checkpoint(checkpoint, model, optimizer, scheduler)}
     pad_id = processor.tokenizer.pad_token_id
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
@@ -398,7 +399,7 @@ def train(
             "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
             "first_loss": losses[0], "final_loss": float(np.mean(losses[-max(1, steps_per_epoch):])),
             "seconds": round(state["seconds"], 2), "tokens": state["tokens"],
-            "padding_tokens": state.get("padding_tokens", 0),
+            "padding_tokens": state["padding_tokens"],
             "vision_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses,
                                                         "clips_kept": len(cache)},
             "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),

@@ -6,12 +6,12 @@ positions (temporal, height, width) are computed per example, exactly as for the
 of plain text positions, restarting at 0 for each example, goes in front. transformers reads that first row to
 build a block-diagonal causal mask (``attention_mask`` must then be None), so no token attends across examples.
 
-The loss needs nothing special: the first token of each example is a prompt token (label -100), so no position
-learns to predict the next example.
+The loss needs nothing special: the first token of each example is a prompt token (label -100, checked), so no
+position learns to predict the next example.
 
 Example::
 
-    rows = pack([dataset[i] for i in indices], rope_index=model.get_base_model().model.get_rope_index)
+    rows = pack([dataset[i] for i in indices], rope_index=inner_model(model).get_rope_index)
     loss, n_answer_tokens = answer_loss(model, batch_to(rows, device, dtype))
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from training.data import IGNORE_INDEX
+from training.data import IGNORE_INDEX, vision_tensors
 
 RopeIndex = Callable[..., tuple[Any, Any]]
 
@@ -45,6 +45,9 @@ def pack(examples: list[dict[str, Any]], rope_index: RopeIndex) -> dict[str, Any
 
     if not examples:
         raise ValueError("nothing to pack")
+    if any("labels" in e and int(e["labels"][0]) != IGNORE_INDEX for e in examples):
+        raise ValueError("a packed example starts with a labelled token (its prompt is missing): the token before "
+                         "it, from the previous example, would learn to predict it")
     batch: dict[str, Any] = {
         "input_ids": torch.cat([e["input_ids"] for e in examples])[None],
         "position_ids": torch.cat([example_positions(e, rope_index) for e in examples], dim=1)[:, None],
@@ -54,25 +57,5 @@ def pack(examples: list[dict[str, Any]], rope_index: RopeIndex) -> dict[str, Any
     if any("mm_token_type_ids" in e for e in examples):
         batch["mm_token_type_ids"] = torch.cat([
             e.get("mm_token_type_ids", torch.zeros_like(e["input_ids"])) for e in examples])[None]
-    for key in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):
-        present = [e[key] for e in examples if key in e]
-        if present:
-            batch[key] = torch.cat(present)
-    return batch
+    return {**batch, **vision_tensors(examples)}
 
-
-def packed_lengths(batch: dict[str, Any]) -> list[int]:
-    """Lengths of the examples in a packed row (where the text positions restart)."""
-    text = batch["position_ids"][0, 0]
-    starts = [0] + [i for i in range(1, len(text)) if int(text[i]) == 0] + [len(text)]
-    return [b - a for a, b in zip(starts, starts[1:], strict=False)]
-
-
-def check_labels(batch: dict[str, Any]) -> None:
-    """ValueError if an example in a packed row starts with a labelled token (it would learn across examples)."""
-    labels = batch["labels"][0]
-    offset = 0
-    for length in packed_lengths(batch):
-        if int(labels[offset]) != IGNORE_INDEX:
-            raise ValueError("a packed example starts with a labelled token; its prompt is missing")
-        offset += length

@@ -24,13 +24,18 @@ from typing import Any
 from curation.errors import CliptuneError
 
 
+def inner_model(model: Any) -> Any:
+    """The Qwen2-VL-family ``...Model`` (vision tower, language model, ``get_rope_index``) inside a possibly
+    peft-wrapped ``...ForConditionalGeneration``."""
+    wrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(wrapped, "model", wrapped)
+
+
 def vision_tower(model: Any) -> Any:
     """The vision tower of a (possibly peft-wrapped) Qwen2-VL-family model."""
-    wrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
-    inner = getattr(wrapped, "model", wrapped)
-    tower = getattr(inner, "visual", None)
+    tower = getattr(inner_model(model), "visual", None)
     if tower is None:
-        raise CliptuneError(f"{type(wrapped).__name__} has no vision tower at .model.visual; vision features "
+        raise CliptuneError(f"{type(model).__name__} has no vision tower at .model.visual; vision features "
                             "cannot be cached for it (set cache_vision off)")
     return tower
 
@@ -77,9 +82,8 @@ class VisionFeatureCache:
     def _compute(self, pixel_values: Any, grid_thw: Any) -> list[Any]:
         import torch
 
-        wrapped = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         with torch.no_grad():
-            outputs = wrapped.model.get_video_features(pixel_values, grid_thw, return_dict=True)
+            outputs = inner_model(self.model).get_video_features(pixel_values, grid_thw, return_dict=True)
         return [features.detach() for features in outputs.pooler_output]
 
     def apply(self, batch: dict[str, Any], keys: list[Any], with_pixels: list[bool] | None = None) -> dict[str, Any]:
