@@ -19,16 +19,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import streamlit as st
 
-from curation.store import Project
+from curation.store import ROLES, Project
 from curation.users import authenticate, get_user
 
 IDLE_TIMEOUT_S = 8 * 3600.0
 LOGIN_KEY = "_cliptune_login"
-ROLE_RANK = {"annotator": 0, "reviewer": 1, "lead": 2}
 
 
 def idle_timeout_s() -> float:
@@ -40,7 +40,6 @@ class Login:
     user: str
     role: str
     token: str
-    last_seen: float
 
 
 class SessionStore:
@@ -81,8 +80,10 @@ def project_path() -> Path | None:
     return Path(value) if value else None
 
 
-@st.cache_resource(show_spinner=False)
-def _open_project(path: str) -> Project:
+@lru_cache(maxsize=4)
+def project_at(path: str) -> Project:
+    """The project at an absolute folder path, opened once per server process: one engine, shared by the pages
+    and the clip route (media.py), which runs outside any page."""
     return Project.open(path)
 
 
@@ -91,7 +92,7 @@ def open_project() -> Project:
     if path is None:
         st.error("No project: start the app with `cliptune ui PROJECT`.")
         st.stop()
-    return _open_project(str(path.resolve()))
+    return project_at(str(path.resolve()))
 
 
 # One store per server process, shared by the pages and the clip route (media.py), which runs outside any page.
@@ -119,16 +120,16 @@ def current_login() -> Login | None:
         user = session_store().touch(token, idle_timeout_s(), now)
         if user is None:
             return None
-        state = Login(user, "", token, now)
+        state = Login(user, "", token)
     elif session_store().touch(state.token, idle_timeout_s(), now) is None:
         st.session_state.pop(LOGIN_KEY, None)
         st.session_state["expired"] = True
         return None
     row = get_user(open_project(), state.user)
-    if row is None or not row.active or row.role not in ROLE_RANK:
+    if row is None or not row.active or row.role not in ROLES:
         logout()
         return None
-    state.role, state.last_seen = row.role, now
+    state.role = row.role
     st.session_state[LOGIN_KEY] = state
     return state
 
@@ -140,7 +141,7 @@ def login(name: str, password: str) -> Login | None:
     if user is None:
         project.log("login_failed", name.strip()[:100])
         return None
-    state = Login(user.name, user.role, session_store().create(user.name), time.time())
+    state = Login(user.name, user.role, session_store().create(user.name))
     st.session_state[LOGIN_KEY] = state
     st.session_state.pop("expired", None)
     project.log("login", user.name)

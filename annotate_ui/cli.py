@@ -51,10 +51,10 @@ def demo_command(
     as_json: JsonOption = False,
 ) -> None:
     """Build the demo project (sample clips, people, assignments, simulated answers) and serve the app on it."""
-    from curation.demo import DEMO_ANNOTATORS, DEMO_PASSWORD, build_demo
+    from curation.demo import DEMO_PASSWORD, DEMO_PEOPLE, build_demo
 
     result = build_demo(project, sample, n_clips=clips)
-    logins = {**{name: "annotator" for name in DEMO_ANNOTATORS}, "rev": "reviewer", "lead": "lead"}
+    logins = dict(DEMO_PEOPLE)
     url = f"http://127.0.0.1:{port}"
     if as_json:
         print_json({**result, "url": url, "logins": logins})

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import select
@@ -24,11 +23,6 @@ from starlette.routing import BaseRoute, Route
 from curation.store import Assignment, Clip, Project, User
 
 CACHE_SECONDS = 3600
-
-
-@lru_cache(maxsize=4)
-def _project(path: str) -> Project:
-    return Project.open(path)
 
 
 def clip_file(project: Project, clip_id: int, user: str) -> Path | None:
@@ -49,13 +43,13 @@ def clip_file(project: Project, clip_id: int, user: str) -> Path | None:
 
 def clip_endpoint(request: Request) -> Response:
     # A plain (sync) endpoint: Starlette runs it in its thread pool, so the database query does not block the loop.
-    from annotate_ui.auth import cookie_name, idle_timeout_s, project_path, session_store
+    from annotate_ui.auth import cookie_name, idle_timeout_s, project_at, project_path, session_store
 
     user = session_store().touch(request.cookies.get(cookie_name()), idle_timeout_s())
     if user is None:
         return PlainTextResponse("log in first", status_code=401)
     folder = project_path()
-    path = clip_file(_project(str(folder.resolve())), request.path_params["clip_id"], user) if folder else None
+    path = clip_file(project_at(str(folder.resolve())), request.path_params["clip_id"], user) if folder else None
     if path is None:
         return PlainTextResponse("no such clip for you", status_code=404)
     return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": f"private, max-age={CACHE_SECONDS}"})

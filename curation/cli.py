@@ -26,6 +26,7 @@ from curation.cli_common import (
     open_project,
     out,
     print_json,
+    progress_bar,
 )
 from curation.errors import CliptuneError
 
@@ -83,25 +84,9 @@ def ingest(
     from curation.ingest import ingest as run_ingest
 
     opened = open_project(project)
-    progress_bar = None
-    callback = None
-    if not as_json and sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        progress_bar = Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("{task.description}"), console=err)
-        task = progress_bar.add_task("", total=None)
-
-        def callback(done: int, total: int, path: str) -> None:
-            progress_bar.update(task, completed=done, total=total, description=path)
-
-        progress_bar.start()
-    try:
+    with progress_bar("ingest", enabled=not as_json) as update:
         report = run_ingest(opened, sources, metadata=metadata, group_by=group_by, segment_s=segment,
-                            proxy_height=proxy_height, workers=workers, progress=callback)
-    finally:
-        if progress_bar is not None:
-            progress_bar.stop()
+                            proxy_height=proxy_height, workers=workers, progress=update)
     result = report.to_dict()
     if as_json:
         print_json(result)

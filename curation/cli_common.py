@@ -8,6 +8,9 @@ and :mod:`training.cli` (train, evaluate). Each registers on :data:`app`; heavy 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,3 +46,26 @@ def fmt_counts(counts: dict[str, int]) -> str:
 
 def fmt_number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+@contextmanager
+def progress_bar(label: str, *, enabled: bool = True) -> Iterator[Callable[..., None] | None]:
+    """A progress bar on stderr while the block runs, when ``enabled`` and stderr is a terminal (never in
+    ``--json`` output or a log file). Yields ``update(completed, total, description="")``, or None."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.description}"), console=err)
+    task = bar.add_task("", total=None)
+
+    def update(completed: int, total: int, description: str = "") -> None:
+        bar.update(task, completed=completed, total=total, description=description)
+
+    bar.start()
+    try:
+        yield update
+    finally:
+        bar.stop()

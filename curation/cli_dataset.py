@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from curation.cli_common import JsonOption, ProjectArg, app, err, fmt_counts, open_project, out, print_json
+from curation.cli_common import (
+    JsonOption,
+    ProjectArg,
+    app,
+    fmt_counts,
+    open_project,
+    out,
+    print_json,
+    progress_bar,
+)
 from curation.errors import CliptuneError
 
 
@@ -138,23 +146,9 @@ def audit_command(
     if html_path is not None and not html_path.parent.exists():
         raise CliptuneError(f"--html {html_path}: no such folder {html_path.parent}")
     opened = open_project(project)
-    bar, callback = None, None
-    if not as_json and sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        bar = Progress(TextColumn("decoding clips"), BarColumn(), MofNCompleteColumn(), console=err)
-        task = bar.add_task("", total=None)
-
-        def callback(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        bar.start()
-    try:
+    with progress_bar("decoding clips", enabled=not as_json) as update:
         report = audit_report(opened, checks=[c.strip() for c in checks.split(",") if c.strip()], workers=workers,
-                              random_state=random_state, progress=callback)
-    finally:
-        if bar is not None:
-            bar.stop()
+                              random_state=random_state, progress=update)
     if html_path is not None:
         write_html(report, html_path, opened)
     if as_json:

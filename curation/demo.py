@@ -22,6 +22,7 @@ from curation.rubric import Rubric
 
 DEMO_PASSWORD = "cliptune-demo"
 DEMO_ANNOTATORS = {"ana": 0.04, "ben": 0.12, "cho": 0.30}  # base error rate per field
+DEMO_PEOPLE = {**{name: "annotator" for name in DEMO_ANNOTATORS}, "rev": "reviewer", "lead": "lead"}  # login: role
 # How much harder each field is than the base rate: counting flashes is hard, reading a door number easy.
 FIELD_DIFFICULTY = {"door": 0.25, "time": 0.5, "event": 1.0, "persons": 1.5, "badge_events": 2.2}
 
@@ -110,8 +111,7 @@ def build_demo(
     fresh = not (project_dir / DATABASE_NAME).exists()
     project = Project.init(project_dir, rubric_path, name="demo") if fresh else Project.open(project_dir)
     report = ingest(project, [sample_dir / "clips"], metadata=sample_dir / "cameras.csv", group_by="camera")
-    people = {**{name: "annotator" for name in DEMO_ANNOTATORS}, "rev": "reviewer", "lead": "lead"}
-    for name, role in people.items():
+    for name, role in DEMO_PEOPLE.items():
         if get_user(project, name) is None:
             add_user(project, name, role, DEMO_PASSWORD)
     assign(project, list(DEMO_ANNOTATORS), overlap=0.3, per_clip=3, random_state=random_state)

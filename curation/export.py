@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -38,6 +37,7 @@ from sqlalchemy import select
 from curation import __version__
 from curation.datacard import render_datacard
 from curation.errors import CliptuneError
+from curation.ingest import sha256_file
 from curation.ledger import SPLITS, current_split, dataset_version, last_split_params, split_groups
 from curation.oversample import OversampleConfig, frame_offsets, plan_oversampling
 from curation.resolve import resolve
@@ -86,14 +86,6 @@ def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _gather(project: Project, policy: str, extra_groups: dict[int, str] | None) -> dict[str, Any]:
@@ -330,7 +322,7 @@ def _agreement(project: Project) -> Any:
 
 def _write_manifest(root: Path) -> None:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
-    manifest = {"algorithm": "sha256", "files": {p.relative_to(root).as_posix(): {"sha256": _sha256(p),
+    manifest = {"algorithm": "sha256", "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p),
                                                                                   "bytes": p.stat().st_size}
                                                  for p in files}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -348,6 +340,6 @@ def verify_export(out: str | os.PathLike) -> list[str]:
         path = root / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif _sha256(path) != entry["sha256"]:
+        elif sha256_file(path) != entry["sha256"]:
             problems.append(f"{name}: sha256 differs")
     return problems

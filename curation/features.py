@@ -59,7 +59,8 @@ FILE_FEATURES = ("duration_s", "fps", "width", "height", "bitrate")
 TIMESTAMP_SHARE = 0.9
 UNSTABLE_RANGE = 30.0  # grey levels a (3x3 averaged) pixel must swing within a clip to count as moving
 OCCUPANCY_LEVEL = 12.0  # grey levels a grid cell must differ from the clip's median picture to count as occupied
-OCCUPANCY_GRID = (8, 6)  # columns, rows
+OCCUPANCY_GRID = (8, 6)  # columns, rows (cv2's order); packed into a 64-bit code, high bits first
+OCCUPANCY_PAD = 64 - OCCUPANCY_GRID[0] * OCCUPANCY_GRID[1]  # leading zero bits of each code
 
 
 @dataclass
@@ -122,11 +123,8 @@ def frame_features(frames: np.ndarray) -> dict[str, Any]:
     # still pictures; where they change, over time, is compared separately (occupancy).
     unstable = (smooth.max(axis=0) - smooth.min(axis=0)) > UNSTABLE_RANGE
     residual = np.abs(smooth - cv2.blur(median, (3, 3)))
-    occupancy = [
-        int(np.packbits(np.concatenate([[False] * 16, (cv2.resize(r, OCCUPANCY_GRID, interpolation=cv2.INTER_AREA)
-                                                        > OCCUPANCY_LEVEL).ravel()])).view(">u8")[0])
-        for r in residual
-    ]
+    cells = [(cv2.resize(r, OCCUPANCY_GRID, interpolation=cv2.INTER_AREA) > OCCUPANCY_LEVEL).ravel() for r in residual]
+    occupancy = [int(np.packbits(np.concatenate([[False] * OCCUPANCY_PAD, c])).view(">u8")[0]) for c in cells]
     return {
         "brightness_mean": round(float(grey.mean() / 255.0), 6),
         "brightness_spread": round(float(grey.std(axis=(1, 2)).mean() / 255.0), 6),
@@ -252,12 +250,13 @@ def _as_hour(values: list[str]) -> list[float] | None:
     """Fractional hour of day of each value if (nearly) all parse as date-times, else None."""
 
     present = [v for v in values if v not in ("", None)]
-    if not present or any(isinstance(v, int | float) for v in present):
+    # No clock time without a colon: most metadata columns (camera, site) end here, before the slow parse.
+    if not present or any(isinstance(v, int | float) for v in present) or not any(":" in str(v) for v in present):
         return None
     # One value at a time: footage that spans a daylight-saving change mixes UTC offsets, which a whole-column
     # parse refuses. The hour is the wall-clock hour as written (what "night" means on site), not UTC.
     parsed = [_parse_time(v) for v in values]
-    if sum(t is not None for t in parsed) < TIMESTAMP_SHARE * len(present) or not any(":" in str(v) for v in present):
+    if sum(t is not None for t in parsed) < TIMESTAMP_SHARE * len(present):
         return None
     return [t.hour + t.minute / 60.0 if t is not None else math.nan for t in parsed]
 
@@ -319,15 +318,17 @@ def metadata_columns(clips: list[Clip]) -> dict[str, tuple[str, list[Any]]]:
     return columns
 
 
-def feature_table(project: Project, *, workers: int | None = None, extract: bool = True):
+def feature_table(project: Project, *, workers: int | None = None, report: FeatureReport | None = None):
     """One row per clip id that has picture features: file features, picture features, metadata, group.
 
     Numeric columns are floats; categorical ones (metadata, ``group``) are strings. ``table.attrs`` holds
-    ``numeric``, ``categorical`` (column names) and ``failed`` (clips that could not be decoded).
+    ``numeric``, ``categorical`` (column names) and ``failed`` (clips that could not be decoded). ``report`` is
+    what :func:`extract_features` just returned for this project, so it is not run (and failing clips are not
+    decoded) again; None runs it.
     """
     import pandas as pd
 
-    report = extract_features(project, workers=workers) if extract else FeatureReport()
+    report = report if report is not None else extract_features(project, workers=workers)
     cached = load_features(project)
     with project.session() as session:
         clips = [c for c in session.scalars(select(Clip).order_by(Clip.id)) if c.id in cached]

@@ -59,14 +59,14 @@ def _interval(values: list[float], confidence: float = 0.95) -> list[float | Non
     return [round(float(np.percentile(finite, tail)), 4), round(float(np.percentile(finite, 100 - tail)), 4)]
 
 
-def _text_agreement(units: list[list[str]]) -> tuple[float, float]:
-    """(mean over clips of mean pairwise similarity, share of exactly matching pairs)."""
+def _text_agreement(units: list[list[str]]) -> tuple[np.ndarray, float]:
+    """(each clip's mean pairwise similarity, share of exactly matching pairs over all clips)."""
     per_unit, exact = [], []
     for values in units:
         pairs = list(combinations(values, 2))
         per_unit.append(float(np.mean([text_similarity(a, b) for a, b in pairs])))
         exact.extend(exact_match(a, b) for a, b in pairs)
-    return float(np.mean(per_unit)), float(np.mean(exact))
+    return np.array(per_unit), float(np.mean(exact))
 
 
 def field_agreement(
@@ -91,9 +91,11 @@ def field_agreement(
         result.update(metric="mean_pairwise_similarity", level="text", value=None, ci=[None, None])
         if units:
             texts = [[str(v) for v in by_user.values()] for by_user in units.values()]
-            value, exact = _text_agreement(texts)
+            per_unit, exact = _text_agreement(texts)
+            value = float(per_unit.mean())
             rng = np.random.default_rng(random_state)
-            boots = [_text_agreement([texts[i] for i in rng.integers(0, len(texts), len(texts))])[0]
+            # Similarities are computed once: a resample of clips is a resample of their per-clip means.
+            boots = [float(per_unit[rng.integers(0, len(texts), len(texts))].mean())
                      for _ in range(n_boot if len(texts) >= MIN_ITEMS_FOR_INTERVAL else 0)]
             ci = _interval(boots)  # empty (no interval) below MIN_ITEMS_FOR_INTERVAL clips
             result.update(value=round(value, 4), ci=ci, exact_match=round(exact, 4),
@@ -106,12 +108,12 @@ def field_agreement(
     clip_ids = sorted(units)
     # coders × units, None where an annotator did not answer that clip
     data = [[_coded(rubric_field, units[c].get(user)) for c in clip_ids] for user in annotators]
+    coded = np.array(data, dtype=object)  # built once; each resample takes columns of it
     domain = _domain(rubric_field)
 
     def alpha(columns: np.ndarray) -> float:
-        matrix = [[row[c] for c in columns] for row in data]
         try:
-            return float(agreement.krippendorff_alpha(matrix, level=level, value_domain=domain))
+            return float(agreement.krippendorff_alpha(coded[:, columns], level=level, value_domain=domain))
         except ValueError:
             return float("nan")
 

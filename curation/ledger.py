@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import delete, desc, select
 
 from curation.errors import CliptuneError
-from curation.resolve import Resolution, resolve
+from curation.resolve import resolve
 from curation.split import TEST, TRAIN, UNASSIGNED, split_report, stratified_group_split
 from curation.store import Clip, Event, Project, SplitEntry
 
@@ -150,7 +150,6 @@ def split_project(
     freeze: bool = False,
     policy: str = "unanimous",
     extra_groups: dict[int, str] | None = None,
-    resolution: Resolution | None = None,
 ) -> SplitResult:
     """Draw (or extend) the held-out split of every clip with a gold answer and write it to the ledger.
 
@@ -162,7 +161,7 @@ def split_project(
     if not isinstance(test_size, int | float) or not 0.0 < float(test_size) < 1.0:
         raise CliptuneError(f"--test-size must be a share between 0 and 1 (e.g. 0.15), got {test_size}")
     fields = _stratify_fields(project, stratify)
-    resolution = resolution if resolution is not None else resolve(project, policy)
+    resolution = resolve(project, policy)
     with project.session() as session:
         clip_rows = session.execute(select(Clip.id, Clip.group_key, Clip.sha256)).all()
     group_keys = {row.id: row.group_key for row in clip_rows}

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from curation.annotations import AnnotationRecord, current_annotations
-from curation.assign import assigned_clips, next_clip
+from curation.assign import assigned_clips
 from curation.errors import CliptuneError
 from curation.store import Annotation, Assignment, Clip, Project, User
 
@@ -83,6 +83,7 @@ class LabellingView:
     previous: AnnotationRecord | None  # this annotator's current answer for the clip, if any
     progress: UserProgress
     upcoming: int | None = None  # the clip likely to come after this one (to fetch ahead)
+    own_answers: list[AnnotationRecord] = field(default_factory=list)  # as :func:`own_answers` returns them
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,13 @@ def user_progress(project: Project, user: str) -> UserProgress:
     """Assigned and answered clips of ``user``, by status, and their pace (median seconds, clips per hour)."""
     with project.session() as session:
         role = _user_row(session, user).role
-    assigned = assigned_clips(project, user)
+    return _progress(project, user, role, assigned_clips(project, user), current_annotations(project, user=user))
+
+
+def _progress(project: Project, user: str, role: str, assigned: list[tuple[int, bool]],
+              answers: list[AnnotationRecord]) -> UserProgress:
     assigned_ids = {clip_id for clip_id, _ in assigned}
-    statuses = Counter(a.status for a in current_annotations(project, user=user) if a.clip_id in assigned_ids)
+    statuses = Counter(a.status for a in answers if a.clip_id in assigned_ids)
     return UserProgress(
         user=user, role=role, assigned=len(assigned), done=sum(done for _, done in assigned),
         submitted=statuses["submitted"], skipped=statuses["skipped"], unclear=statuses["unclear"],
@@ -160,18 +165,25 @@ def clip_view(project: Project, clip_id: int) -> ClipView:
 def labelling_view(project: Project, user: str, clip_id: int | None = None) -> LabellingView:
     """The clip ``user`` should label — ``clip_id`` (to revise) or their next unanswered one — blind to others.
 
-    ``previous`` is the user's own current answer for that clip; nobody else's answer is read.
+    ``previous`` is the user's own current answer for that clip; nobody else's answer is read. The page asks on
+    every run, so the user's assignments and answers are read once and everything else is worked out from them.
     """
-    progress = user_progress(project, user)
+    with project.session() as session:
+        role = _user_row(session, user).role
+    assigned = assigned_clips(project, user)
+    answers = current_annotations(project, user=user)
+    progress = _progress(project, user, role, assigned, answers)
+    mine = sorted(answers, key=lambda a: a.id, reverse=True)
+    pending = [c for c, done in assigned if not done]  # what next_clip() picks from
     if clip_id is None:
-        clip_id = next_clip(project, user)
-    elif clip_id not in {c for c, _ in assigned_clips(project, user)}:
+        clip_id = pending[0] if pending else None
+    elif clip_id not in {c for c, _ in assigned}:
         raise CliptuneError(f"clip {clip_id} is not assigned to {user}")
     if clip_id is None:
-        return LabellingView(None, None, progress)
-    own = current_annotations(project, clip_ids=[clip_id], user=user)
-    upcoming = next_clip(project, user, after=clip_id)
-    return LabellingView(clip_view(project, clip_id), own[-1] if own else None, progress, upcoming)
+        return LabellingView(None, None, progress, own_answers=mine)
+    own = [a for a in answers if a.clip_id == clip_id]
+    upcoming = next((c for c in pending if c != clip_id), None)
+    return LabellingView(clip_view(project, clip_id), own[-1] if own else None, progress, upcoming, mine)
 
 
 def own_answers(project: Project, user: str) -> list[AnnotationRecord]:

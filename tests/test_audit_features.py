@@ -49,7 +49,7 @@ def test_features_are_computed_once_and_describe_the_pictures(ingested: Path, sa
     assert (first.computed, first.cached, first.failed) == (12, 0, []) and first.clips_per_s > 0
     again = extract_features(project)
     assert (again.computed, again.cached) == (0, 12) and cached_rows(project) == 12
-    table = feature_table(project, extract=False)
+    table = feature_table(project, report=again)
     assert len(table) == 12 and {"hour", "camera", "site", "group", "brightness_mean", "bitrate"} <= set(table)
     assert set(table.attrs["categorical"]) == {"camera", "site", "group"} and "hour" in table.attrs["numeric"]
     truth = {json.loads(line)["file"]: json.loads(line) for line in (sample_dir / "ground_truth.jsonl").open()}
@@ -81,8 +81,8 @@ def test_a_clip_that_cannot_be_decoded_is_listed_and_the_rest_go_on(ingested: Pa
     report = extract_features(project, workers=1)
     assert report.computed == 11 and [f["clip"] for f in report.failed] == [broken.id]
     assert "cannot decode" in report.failed[0]["error"]
-    table = feature_table(project, extract=False)
-    assert broken.id not in table.index and len(table) == 11
+    table = feature_table(project, report=report)
+    assert broken.id not in table.index and len(table) == 11 and table.attrs["failed"] == report.failed
     # Not cached: once the proxy is repaired, the next run computes it.
     shutil.copy(ingested / broken.proxy_path, project.path / broken.proxy_path)
     assert extract_features(project, workers=1).computed == 1

@@ -91,6 +91,8 @@ def test_labelling_view_is_blind_and_refuses_other_peoples_clips(team: Project) 
     revising = labelling_view(team, "ana", first)
     assert revising.previous.user == "ana" and revising.previous.fields["door"] == 14
     assert [a.user for a in own_answers(team, "ana")] == ["ana"]
+    assert revising.own_answers == own_answers(team, "ana")  # what the page lists, read with the view
+    assert revising.upcoming not in (None, first) and revising.upcoming == labelling_view(team, "ana").clip.id
 
 
 def test_labelling_view_says_when_nothing_is_left(team: Project) -> None:
@@ -100,6 +102,7 @@ def test_labelling_view_says_when_nothing_is_left(team: Project) -> None:
         add_annotation(team, clip.id, "ana", status="skipped")
     view = labelling_view(team, "ana")
     assert view.clip is None and view.progress.done == view.progress.assigned == 6
+    assert view.progress == user_progress(team, "ana") and len(view.own_answers) == 6
 
 
 def test_review_sheet_highlights_fields_by_the_rubric_rule(team: Project) -> None:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from curation.cli_common import JsonOption, app, err, out, print_json
+from curation.cli_common import JsonOption, app, err, out, print_json, progress_bar
 
 
 @app.command("train")
@@ -52,25 +51,11 @@ def train_command(
                          gradient_checkpointing=gradient_checkpointing, save_every=save_every,
                          random_state=random_state, shuffle_labels=shuffle_labels, packing=packing,
                          cache_vision=cache_vision)
-    progress_bar = None
-    callback = None
-    if not as_json and sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        progress_bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("{task.description}"), console=err)
-        task = progress_bar.add_task("", total=None)
-
+    with progress_bar("train", enabled=not as_json) as update:
         def callback(info: dict[str, Any]) -> None:
-            progress_bar.update(task, completed=info["step"], total=info["total"],
-                                description=f"epoch {info['epoch']} loss {info['loss']:.4f}")
+            update(info["step"], info["total"], f"epoch {info['epoch']} loss {info['loss']:.4f}")
 
-        progress_bar.start()
-    try:
-        card = train(export, base_model, output, config, resume=resume, progress=callback)
-    finally:
-        if progress_bar is not None:
-            progress_bar.stop()
+        card = train(export, base_model, output, config, resume=resume, progress=callback if update else None)
     if as_json:
         print_json(card)
         return

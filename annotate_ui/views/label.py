@@ -1,6 +1,6 @@
 """Label: the next assigned clip plays at once; fill the rubric's fields; Submit (Ctrl+Enter), Skip or Unclear.
 
-Blind: everything shown comes from :func:`curation.progress.labelling_view` and :func:`own_answers`, which read
+Blind: everything shown comes from :func:`curation.progress.labelling_view` (its own answers included), which reads
 only the logged-in annotator's own answers. Time on a clip runs from the first time it is shown in this browser
 session to the button press. A revision stores a new version; the earlier ones stay.
 """
@@ -16,7 +16,7 @@ from annotate_ui import auth, rubric_form
 from annotate_ui.player import player
 from curation.annotations import add_annotation
 from curation.errors import CliptuneError
-from curation.progress import answer_history, labelling_view, own_answers
+from curation.progress import answer_history, labelling_view
 
 me = auth.require_role()
 project = auth.open_project()
@@ -125,7 +125,7 @@ else:
             name, _, message = problem.partition(":")
             st.error(f"**{name}**:{message}" if message else problem)
 
-mine = own_answers(project, me.user)
+mine = view.own_answers
 with st.expander(f"My answers ({len(mine)}) — revise one", expanded=clip is None and bool(mine)):
     if not mine:
         st.caption("Your answers will be listed here.")

@@ -40,6 +40,7 @@ from sqlalchemy import func, select
 
 from curation.audit.result import AuditResult
 from curation.errors import CliptuneError
+from curation.features import OCCUPANCY_GRID, OCCUPANCY_PAD, FeatureReport
 from curation.store import Clip, Project, SplitEntry
 
 HASH_BITS = 12
@@ -50,7 +51,7 @@ DETAIL_LEVEL = 8.0
 DETAIL_PERMILLE = 1.2
 EDGE_LEVEL = 40.0
 MOTION_DISTANCE = 0.3
-GRID = (6, 8)  # occupancy rows, columns (curation.features.OCCUPANCY_GRID is columns, rows)
+GRID = OCCUPANCY_GRID[::-1]  # occupancy rows, columns
 
 
 # -- comparing two signatures ----------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ def detail_difference(sa: dict[str, Any], sb: dict[str, Any]) -> float:
 
 def _cells(occupancy: np.ndarray) -> np.ndarray:
     """Occupancy codes -> bool (frames, rows, columns)."""
-    bits = np.unpackbits(occupancy.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1)[:, 16:]
+    bits = np.unpackbits(occupancy.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1)[:, OCCUPANCY_PAD:]
     return bits.reshape(-1, *GRID).astype(bool)
 
 
@@ -241,10 +242,11 @@ def _segment_pairs(clips: list[Clip]) -> set[frozenset[int]]:
     return never
 
 
-def _signatures(project: Project, workers: int | None) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+def _signatures(project: Project, workers: int | None, report: FeatureReport | None = None
+                ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
     from curation.features import extract_features, load_features, signature_of
 
-    report = extract_features(project, workers=workers)
+    report = report if report is not None else extract_features(project, workers=workers)
     return {clip_id: signature_of(values) for clip_id, values in load_features(project).items()}, report.failed
 
 
@@ -279,15 +281,17 @@ def leakage(clusters: list[list[int]], groups: dict[int, str], sides: dict[int, 
     return found
 
 
-def check_duplicates(project: Project, *, workers: int | None = None) -> AuditResult:
-    """Near-duplicate clusters and split leakage; see the module docstring.
+def check_duplicates(project: Project, *, workers: int | None = None,
+                     feature_report: FeatureReport | None = None) -> AuditResult:
+    """Near-duplicate clusters and split leakage; see the module docstring. ``feature_report``: what
+    :func:`curation.features.extract_features` just returned for this project (not run again); None runs it.
 
     Per-clip score: 1 for a clip in a near-duplicate cluster, else 0. ``flagged``: those clip ids.
     """
     if not isinstance(project, Project):
         raise CliptuneError("the duplicate check reads clip signatures from a project: pass the Project")
     clips = _clips(project)
-    signatures, failed = _signatures(project, workers)
+    signatures, failed = _signatures(project, workers, feature_report)
     pairs, clusters, near_misses = find_near_duplicates(signatures, never=_segment_pairs(clips))
     groups = {c.id: c.group_key for c in clips}
     sides = split_sides(project)

@@ -43,13 +43,14 @@ def audit_report(project: Project, *, checks: tuple[str, ...] | list[str] = CHEC
 
     decoding = {"shortcuts", "duplicates"} & set(checks)
     features = extract_features(project, workers=workers, progress=progress) if decoding else None
-    inputs = AuditInputs.from_project(project, features="shortcuts" in checks, workers=workers)
+    inputs = AuditInputs.from_project(project, features="shortcuts" in checks, workers=workers,
+                                      feature_report=features)
     results = {}
     for name in checks:
         if name == "shortcuts":
             results[name] = check_shortcuts(inputs, random_state=random_state)
         elif name == "duplicates":
-            results[name] = check_duplicates(project, workers=workers)
+            results[name] = check_duplicates(project, workers=workers, feature_report=features)
         elif name == "conformance":
             results[name] = check_conformance(project)
         else:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from curation.features import FeatureReport
     from curation.rubric import Rubric
     from curation.store import Project
 
@@ -69,7 +70,10 @@ class AuditInputs:
     groups: dict[int, str] = field(default_factory=dict)  # clip id -> group key (camera, session, patient)
 
     @classmethod
-    def from_project(cls, project: Project, *, features: bool = True, workers: int | None = None) -> AuditInputs:
+    def from_project(cls, project: Project, *, features: bool = True, workers: int | None = None,
+                     feature_report: FeatureReport | None = None) -> AuditInputs:
+        """Gold labels and, with ``features``, the feature table (from ``feature_report`` if given, see
+        :func:`curation.features.feature_table`)."""
         import pandas as pd
         from sqlalchemy import select
 
@@ -87,7 +91,7 @@ class AuditInputs:
         if features:
             from curation.features import feature_table
 
-            table = feature_table(project, workers=workers)
+            table = feature_table(project, workers=workers, report=feature_report)
         with project.session() as session:
             groups = dict(session.execute(select(Clip.id, Clip.group_key)).all())
         summary = resolution.summary()
