@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from annotate_ui.server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LS_VENV = Path(os.environ.get("CLIPTUNE_LABEL_STUDIO_VENV", REPO / ".venv-labelstudio"))
@@ -61,12 +62,6 @@ class LabelStudioServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -45,7 +45,6 @@ def _clip(session, n: int) -> None:
 
 
 def test_project_answers_are_checked_against_the_current_rubric(project) -> None:
-    rubric = project.rubric
     with project.write() as session:
         for n in range(1, 5):
             _clip(session, n)
@@ -75,7 +74,6 @@ def test_project_answers_are_checked_against_the_current_rubric(project) -> None
     # resolve() leaves it out of the gold silently: this check is where it shows up.
     assert result.summary["checked"] == {"gold": 2, "review": 2, "annotation": 3}
     assert result.summary["failing"] == {"annotation": 2, "review": 1}
-    assert rubric.render(GOOD)  # the rubric in force is the project's own
 
 
 def test_conformance_needs_the_project() -> None:

@@ -62,6 +62,8 @@ def test_cli_prints_every_check_in_the_documented_shape_and_writes_the_page(labe
     assert main(["audit", str(labelled)]) == 0
     text = capsys.readouterr().out
     assert "shortcuts:" in text and "duplicates: 0 clusters" in text and "balance:" in text
+    assert main(["audit", str(labelled), "--json"]) == 0
+    assert {"computed": 0, "cached": 12}.items() <= json.loads(capsys.readouterr().out)["features"].items()
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -207,9 +207,8 @@ def test_cli_import_export_prints_json_and_one_line_errors(project, tmp_path, ca
 
 
 def test_push_and_pull_say_what_is_missing_before_touching_the_network(project, monkeypatch):
-    from label_studio_server import free_port
-
     from annotate_ui.label_studio import LabelStudioError, pull, push
+    from annotate_ui.server import free_port
 
     with pytest.raises(LabelStudioError, match="has not been pushed"):
         pull(project)

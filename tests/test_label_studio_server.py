@@ -154,13 +154,10 @@ def test_push_annotate_as_two_users_pull_and_resolve(label_studio, label_studio_
 
 
 def _check_agreement(project: Project, rubric, annotators: list[str]) -> None:
-    """Agreement on the pulled answers (curation.agreement, written in parallel: resolve above checks the same)."""
-    try:
-        from curation.agreement import agreement_report
+    """Agreement on the pulled answers (resolve above checks the same)."""
+    from curation.agreement import agreement_report
 
-        report = agreement_report(project, n_boot=50)
-    except ImportError:
-        return
+    report = agreement_report(project, n_boot=50)
     assert set(report["fields"]) == set(rubric.field_map)
     for name in annotators:  # after bo's correction, the two agree on every clip both answered
         assert report["annotators"][name]["agreement_with_others"] == 1.0
