@@ -37,7 +37,9 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "== installing Debian's chromium"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# The import layers (docs/architecture.md; contracts in pyproject.toml) first: a few seconds.
 test: install browser labelstudio
+	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
 
 test-fast: install
@@ -45,6 +47,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check curation annotate_ui training tests data
+	$(BIN)/lint-imports
 
 # The sample project with people (ana, ben, cho, rev, lead; password cliptune-demo), assignments and simulated
 # answers, then the app on http://127.0.0.1:8501 in the foreground (Ctrl+C stops it).

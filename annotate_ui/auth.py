@@ -1,8 +1,8 @@
 """Log in, sessions and roles for the browser app.
 
-A login (name + password, checked by :func:`curation.users.authenticate`) gets a random token kept in this server's
-memory and in a browser cookie, so reloading the page or opening a link keeps you logged in; the token expires
-after ``CLIPTUNE_SESSION_IDLE_S`` seconds without activity (8 hours by default) and when the server restarts.
+A login (name + password, checked by :func:`curation.records.users.authenticate`) gets a random token kept in
+this server's memory and in a browser cookie, so reloading the page or opening a link keeps you logged in; the token
+expires after ``CLIPTUNE_SESSION_IDLE_S`` seconds without activity (8 hours by default) and when the server restarts.
 The role is read from the project on every page run, so a deactivated account is logged out at its next click.
 
 Example (inside a page)::
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from curation.store import ROLES, Project
-from curation.users import authenticate, get_user
+from curation.records.store import ROLES, Project
+from curation.records.users import authenticate, get_user
 
 IDLE_TIMEOUT_S = 8 * 3600.0
 LOGIN_KEY = "_cliptune_login"

@@ -1,5 +1,5 @@
 """`cliptune ui`, `demo` and `labelstudio …`: the browser app and the Label Studio bridge (see
-:mod:`curation.cli_common`). Streamlit and the Label Studio SDK are imported inside the commands.
+:mod:`curation.cli.common`). Streamlit and the Label Studio SDK are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from curation.cli_common import JsonOption, ProjectArg, app, err, open_project, out, print_json
+from curation.cli.common import JsonOption, ProjectArg, err, open_project, out, print_json
 from curation.errors import CliptuneError
 
 
-@app.command("ui")
 def ui_command(
     project: ProjectArg,
     port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,
@@ -40,7 +39,6 @@ def ui_command(
     sys.exit(serve(project, port=port, address=address, idle_s=idle_hours * 3600))
 
 
-@app.command("demo")
 def demo_command(
     project: Annotated[Path, typer.Argument(help="Folder for the demo project.")] = Path("projects/demo"),
     sample: Annotated[Path, typer.Option(help="Folder of the synthetic sample (made if missing).")] = Path(
@@ -73,7 +71,6 @@ def demo_command(
 
 labelstudio_app = typer.Typer(help="Label Studio bridge: push clips as tasks, pull annotations back, import "
                                    "an export file.", no_args_is_help=True)
-app.add_typer(labelstudio_app, name="labelstudio")
 LsUrlOption = Annotated[str | None, typer.Option("--url", help="Label Studio's address, e.g. http://127.0.0.1:8080 "
                                                                "(default: the one pushed to last).")]
 LsKeyOption = Annotated[str | None, typer.Option("--api-key", help="Personal access token (default: "
@@ -120,7 +117,7 @@ def labelstudio_push(
     as_json: JsonOption = False,
 ) -> None:
     """Create or update the Label Studio project (config from the rubric) and add a task per new clip."""
-    from annotate_ui.label_studio import push, read_predictions
+    from annotate_ui.label_studio.bridge import push, read_predictions
 
     answers = read_predictions(predictions) if predictions is not None else None
     report = push(open_project(project), url=url, api_key=api_key, title=title, media_url=media_url,
@@ -148,7 +145,7 @@ def labelstudio_pull(
     as_json: JsonOption = False,
 ) -> None:
     """Import the annotations made in Label Studio: by annotator, time spent, skips, new versions. Idempotent."""
-    from annotate_ui.label_studio import pull
+    from annotate_ui.label_studio.bridge import pull
 
     result = pull(open_project(project), url=url, api_key=api_key, project_id=project_id,
                   user_map=_ls_user_map(user)).to_dict()
@@ -166,10 +163,17 @@ def labelstudio_import_export(
     as_json: JsonOption = False,
 ) -> None:
     """Import a Label Studio JSON export offline. Malformed tasks are reported by id; the rest is imported."""
-    from annotate_ui.label_studio import import_export
+    from annotate_ui.label_studio.bridge import import_export
 
     result = import_export(open_project(project), path, user_map=_ls_user_map(user)).to_dict()
     if as_json:
         print_json(result)
     else:
         _ls_report(result, f"imported {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ui``, ``demo`` and ``labelstudio …`` to ``cliptune`` (the ``cliptune.commands`` entry point)."""
+    app.command("ui")(ui_command)
+    app.command("demo")(demo_command)
+    app.add_typer(labelstudio_app, name="labelstudio")

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from curation.store import Assignment, Clip, Project, User
+from curation.records.store import Assignment, Clip, Project, User
 
 CACHE_SECONDS = 3600
 

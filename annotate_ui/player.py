@@ -18,7 +18,7 @@ import json
 
 import streamlit as st
 
-from curation.progress import ClipView
+from curation.team.progress import ClipView
 
 RATES = (0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4)
 

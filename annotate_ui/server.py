@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from curation.errors import CliptuneError
-from curation.store import Project
+from curation.records.store import Project
 
 # The ASGI entry wraps app.py and adds the route that streams clip proxies from disk.
 APP = Path(__file__).resolve().parent / "asgi.py"

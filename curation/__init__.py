@@ -1,6 +1,7 @@
-"""cliptune's core library: project store, rubrics, video, ingest, agreement, audit, splits, export.
+"""cliptune's core library: the stages a clip goes through, each a package that imports only the stages below it.
 
-Imports no Streamlit and no torch at import time.
+errors, rubric (the ground) -> records -> media -> review -> team -> dataset, audit -> cli, demo.
+See docs/architecture.md. No Streamlit and no torch at any level (checked by import-linter).
 """
 
 __version__ = "0.1.0"

@@ -97,12 +97,12 @@ def build_demo(
     """
     from sqlalchemy import select
 
-    from curation.assign import assign
-    from curation.imports import import_annotations
-    from curation.ingest import ingest
-    from curation.store import DATABASE_NAME, Assignment, Clip, Project, User
-    from curation.synthetic import generate_sample
-    from curation.users import add_user, get_user
+    from curation.media.ingest import ingest
+    from curation.media.synthetic import generate_sample
+    from curation.records.imports import import_annotations
+    from curation.records.store import DATABASE_NAME, Assignment, Clip, Project, User
+    from curation.records.users import add_user, get_user
+    from curation.team.assign import assign
 
     sample_dir, project_dir = Path(sample_dir), Path(project_dir)
     if not (sample_dir / "ground_truth.jsonl").exists():

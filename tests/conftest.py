@@ -19,7 +19,7 @@ ARTIFACTS = REPO / "artifacts"
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic surveillance sample (clips, cameras.csv, ground_truth.jsonl), made once per run."""
-    from curation.synthetic import generate_sample
+    from curation.media.synthetic import generate_sample
 
     out = tmp_path_factory.mktemp("sample")
     generate_sample(out, n_clips=12, random_state=7)
@@ -68,7 +68,7 @@ def one_torch_thread():
 @pytest.fixture
 def project(tmp_path: Path):
     """An empty project with the surveillance rubric."""
-    from curation.store import Project
+    from curation.records.store import Project
 
     return Project.init(tmp_path / "project", RUBRICS / "surveillance_alert.yaml")
 

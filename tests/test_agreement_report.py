@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from curation.agreement import agreement_report
-from curation.annotations import current_annotations
-from curation.assign import assign
 from curation.demo import DEMO_ANNOTATORS, read_ground_truth, simulate_annotations
-from curation.imports import import_annotations
-from curation.ingest import ingest
-from curation.resolve import resolve
-from curation.store import Clip, Project
-from curation.synthetic import generate_sample
-from curation.users import add_user
+from curation.media.ingest import ingest
+from curation.media.synthetic import generate_sample
+from curation.records.annotations import current_annotations
+from curation.records.imports import import_annotations
+from curation.records.store import Clip, Project
+from curation.records.users import add_user
+from curation.review.field_agreement import agreement_report
+from curation.review.resolve import resolve
+from curation.team.assign import assign
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
 
@@ -112,7 +112,7 @@ def test_agree_cli(labelled: Project) -> None:
 
 
 def test_no_interval_from_a_handful_of_clips() -> None:
-    from curation.field_agreement import field_agreement
+    from curation.review.field_agreement import field_agreement
     from curation.rubric import load_rubric
 
     persons = load_rubric(RUBRIC).field_map["persons"]

@@ -17,8 +17,8 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from curation import agreement
-from curation.agreement import (
+from curation.review import agreement
+from curation.review.agreement import (
     LEVELS,
     bootstrap_ci,
     cohen_kappa,

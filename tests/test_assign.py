@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from curation.annotations import add_annotation
-from curation.assign import assign, assigned_clips, next_clip
 from curation.errors import CliptuneError
-from curation.store import Assignment, Clip, Project
-from curation.users import add_user
+from curation.records.annotations import add_annotation
+from curation.records.store import Assignment, Clip, Project
+from curation.records.users import add_user
+from curation.team.assign import assign, assigned_clips, next_clip
 
 FIELDS = {"event": "NO_ACTIVITY", "persons": 0, "badge_events": 0, "door": 3, "time": "10:00"}
 

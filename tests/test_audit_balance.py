@@ -70,9 +70,9 @@ def test_bad_settings_are_clear_errors() -> None:
 
 def test_groups_come_from_the_store_when_no_features_were_extracted(project) -> None:
     """The audit's balance-only run reads no pictures: the group of each clip still comes from the store."""
-    from curation.annotations import add_annotation
-    from curation.store import Clip
-    from curation.users import add_user
+    from curation.records.annotations import add_annotation
+    from curation.records.store import Clip
+    from curation.records.users import add_user
 
     with project.write() as session:
         for n in range(1, 7):

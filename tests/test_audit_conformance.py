@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from curation.annotations import add_annotation, add_review
 from curation.audit.conformance import answer_problems, check_conformance
 from curation.errors import CliptuneError
+from curation.records.annotations import add_annotation, add_review
+from curation.records.store import Annotation, Clip, Review, User
+from curation.records.users import add_user
 from curation.rubric import load_rubric
-from curation.store import Annotation, Clip, Review, User
-from curation.users import add_user
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
 GOOD = {"event": "TAILGATING", "persons": 2, "badge_events": 1, "door": 14, "time": "02:14"}

@@ -20,8 +20,8 @@ from curation.audit.duplicates import (
     near_duplicate_groups,
     sequence_distance,
 )
-from curation.features import phash
-from curation.store import Clip, SplitEntry
+from curation.media.features import phash
+from curation.records.store import Clip, SplitEntry
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
 
@@ -50,7 +50,7 @@ def test_frame_sequences_align_so_a_trimmed_copy_matches() -> None:
 
 
 def _occupancy(cells: np.ndarray) -> np.ndarray:
-    """bool (frames, 6, 8) -> the 48-bit codes curation.features stores."""
+    """bool (frames, 6, 8) -> the 48-bit codes curation.media.features stores."""
     bits = np.concatenate([np.zeros((len(cells), 16), bool), cells.reshape(len(cells), 48)], axis=1)
     return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
 
@@ -85,7 +85,7 @@ def test_leakage_names_clusters_and_groups_split_across_sides() -> None:
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory: pytest.TempPathFactory):
     """A 36-clip sample with 12 planted near-copies, ingested; with the truth about which is a copy of which."""
-    from curation.store import Project
+    from curation.records.store import Project
 
     root = tmp_path_factory.mktemp("copies")
     # Generated and ingested in fresh processes, one file after another: the same bytes every run. (Encoding with

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from curation import features
-from curation.features import extract_features, feature_table, metadata_columns
-from curation.store import Clip, ClipFeatures, Project
+from curation.media import features
+from curation.media.features import extract_features, feature_table, metadata_columns
+from curation.records.store import Clip, ClipFeatures, Project
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
 
@@ -22,7 +22,7 @@ RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_aler
 @pytest.fixture(scope="module")
 def ingested(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 12-clip sample ingested once; tests copy the folder before changing it."""
-    from curation.ingest import ingest
+    from curation.media.ingest import ingest
 
     folder = tmp_path_factory.mktemp("features") / "project"
     project = Project.init(folder, RUBRIC)
@@ -110,7 +110,7 @@ def test_metadata_columns_find_the_hour_skip_ids_and_keep_numbers() -> None:
 
 def test_hour_of_day_across_a_daylight_saving_change() -> None:
     # Footage spanning a DST change mixes UTC offsets; the hour is the wall-clock hour written on site.
-    from curation.features import _as_hour
+    from curation.media.features import _as_hour
 
     hours = _as_hour(["2024-03-30T23:30:00+01:00", "2024-04-02T01:15:00+02:00", "2024-04-02T01:15:00Z",
                       "2024-04-02 13:45:00", ""])

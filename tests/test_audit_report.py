@@ -16,7 +16,7 @@ from curation.audit.balance import check_balance
 from curation.audit.report import render_html, write_html
 from curation.audit.result import AuditInputs
 from curation.audit.shortcuts import check_shortcuts
-from curation.cli import main
+from curation.cli.main import main
 from curation.errors import CliptuneError
 from curation.rubric import load_rubric
 
@@ -26,9 +26,9 @@ RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_aler
 @pytest.fixture(scope="module")
 def labelled(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 12-clip sample ingested, with its true answers imported as one annotator's."""
-    from curation.imports import import_annotations
-    from curation.ingest import ingest
-    from curation.store import Project
+    from curation.media.ingest import ingest
+    from curation.records.imports import import_annotations
+    from curation.records.store import Project
 
     folder = tmp_path_factory.mktemp("report") / "project"
     project = Project.init(folder, RUBRIC)
@@ -69,7 +69,7 @@ def test_cli_prints_every_check_in_the_documented_shape_and_writes_the_page(labe
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["audit", str(tmp_path / "nowhere")]) == 1
     assert capsys.readouterr().err.strip().startswith("error:")
-    from curation.store import Project
+    from curation.records.store import Project
 
     Project.init(tmp_path / "empty", RUBRIC)
     assert main(["audit", str(tmp_path / "empty"), "--checks", "shortcuts,colour"]) == 1

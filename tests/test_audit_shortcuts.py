@@ -159,10 +159,10 @@ def test_too_few_groups_fall_back_to_stratified_folds_and_say_so() -> None:
 
 
 def _labelled_project(root: Path, *, shortcut: str | None, n_clips: int, random_state: int):
-    from curation.imports import import_annotations
-    from curation.ingest import ingest
-    from curation.store import Project
-    from curation.synthetic import generate_sample
+    from curation.media.ingest import ingest
+    from curation.media.synthetic import generate_sample
+    from curation.records.imports import import_annotations
+    from curation.records.store import Project
 
     generate_sample(root / "sample", n_clips=n_clips, random_state=random_state, shortcut=shortcut)
     project = Project.init(root / "project", RUBRIC)

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from curation.annotations import add_annotation
-from curation.budget import budget_forecast, measured_pace
 from curation.errors import CliptuneError
-from curation.store import Clip, Project
-from curation.users import add_user
+from curation.records.annotations import add_annotation
+from curation.records.store import Clip, Project
+from curation.records.users import add_user
+from curation.team.budget import budget_forecast, measured_pace
 
 BASE = {"event": "NORMAL_ENTRY", "persons": 1, "badge_events": 1, "door": 14, "time": "02:14"}
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from curation.store import Project
-from curation.users import authenticate
+from curation.records.store import Project
+from curation.records.users import authenticate
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
 

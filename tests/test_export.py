@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from curation.dataset.export import export_dataset, verify_export
+from curation.dataset.ledger import current_split, split_project
+from curation.dataset.oversample import OversampleConfig
 from curation.errors import CliptuneError
-from curation.export import export_dataset, verify_export
-from curation.imports import import_annotations
-from curation.ingest import ingest
-from curation.ledger import current_split, split_project
-from curation.oversample import OversampleConfig
-from curation.store import Clip, Project
-from curation.video import sample_frames
+from curation.media.ingest import ingest
+from curation.media.video import sample_frames
+from curation.records.imports import import_annotations
+from curation.records.store import Clip, Project
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
 UNLABELLED = "CAM-4/CAM-4_0011.mp4"

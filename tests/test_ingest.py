@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import select
 
 from curation.errors import CliptuneError
-from curation.ingest import ingest, segment_bounds
-from curation.store import Clip, Project
-from curation.video import probe, write_video
+from curation.media.ingest import ingest, segment_bounds
+from curation.media.video import probe, write_video
+from curation.records.store import Clip, Project
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
 
@@ -123,7 +123,7 @@ def test_segmenting_a_long_recording(project: Project, tmp_path: Path) -> None:
         clips = list(session.scalars(select(Clip).order_by(Clip.start_s)))
     assert [(c.start_s, c.end_s) for c in clips] == [(0.0, 3.0), (3.0, 6.0), (6.0, 9.0)]
     assert len({c.group_key for c in clips}) == 1 and len({c.sha256 for c in clips}) == 3
-    from curation.video import sample_frames
+    from curation.media.video import sample_frames
 
     for clip in clips:
         proxy = project.path / clip.proxy_path

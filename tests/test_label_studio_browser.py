@@ -16,10 +16,10 @@ import label_studio_server
 import pytest
 from conftest import RUBRICS
 
-from annotate_ui.label_studio import linked_project, pull, push
-from curation.annotations import current_annotations
-from curation.ingest import ingest
-from curation.store import Clip, Project
+from annotate_ui.label_studio.bridge import linked_project, pull, push
+from curation.media.ingest import ingest
+from curation.records.annotations import current_annotations
+from curation.records.store import Clip, Project
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--mute-audio"]
@@ -36,7 +36,7 @@ label_studio_template = label_studio_server.label_studio_template
 def test_an_annotator_labels_a_clip_in_label_studio_and_pull_brings_it_back(label_studio, tmp_path: Path):
     from playwright.sync_api import sync_playwright
 
-    from curation.synthetic import generate_sample
+    from curation.media.synthetic import generate_sample
 
     generate_sample(tmp_path / "sample", n_clips=2, random_state=1)  # CAM-2_0001: variable frame rate, ~10.15 fps
     project = Project.init(tmp_path / "lobby", RUBRICS / "surveillance_alert.yaml")

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 from conftest import RUBRICS
 
-from annotate_ui.label_studio import import_export
-from annotate_ui.label_studio_config import result_from_fields
-from curation.annotations import add_annotation, current_annotations
-from curation.cli import main
+from annotate_ui.label_studio.bridge import import_export
+from annotate_ui.label_studio.config import result_from_fields
+from curation.cli.main import main
 from curation.errors import CliptuneError
-from curation.ingest import ingest
-from curation.store import Clip, Project
-from curation.users import add_user, get_user
+from curation.media.ingest import ingest
+from curation.records.annotations import add_annotation, current_annotations
+from curation.records.store import Clip, Project
+from curation.records.users import add_user, get_user
 
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with 3 real clips (ingested, with proxies), made once and copied per test."""
-    from curation.synthetic import generate_sample
+    from curation.media.synthetic import generate_sample
 
     base = tmp_path_factory.mktemp("ls-import")
     generate_sample(base / "sample", n_clips=3, random_state=3)
@@ -207,7 +207,7 @@ def test_cli_import_export_prints_json_and_one_line_errors(project, tmp_path, ca
 
 
 def test_push_and_pull_say_what_is_missing_before_touching_the_network(project, monkeypatch):
-    from annotate_ui.label_studio import LabelStudioError, pull, push
+    from annotate_ui.label_studio.bridge import LabelStudioError, pull, push
     from annotate_ui.server import free_port
 
     with pytest.raises(LabelStudioError, match="has not been pushed"):
@@ -230,7 +230,7 @@ def test_push_and_pull_say_what_is_missing_before_touching_the_network(project, 
 
 
 def test_predictions_file_errors_name_the_line(tmp_path):
-    from annotate_ui.label_studio import read_predictions
+    from annotate_ui.label_studio.bridge import read_predictions
 
     path = tmp_path / "predictions.jsonl"
     path.write_text('{"clip": 1, "output": "x"}\n\n{"clip": 2, "fields": {"event": "TAILGATING"}}\n')

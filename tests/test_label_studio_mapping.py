@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from label_studio_sdk.label_interface import LabelInterface
 
-from annotate_ui.label_studio_config import (
+from annotate_ui.label_studio.config import (
     LabelStudioError,
     fields_from_result,
     instructions_html,

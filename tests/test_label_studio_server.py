@@ -17,13 +17,13 @@ import pytest
 from conftest import RUBRICS
 from label_studio_sdk import LabelStudio
 
-from annotate_ui.label_studio import linked_project, pull, push
-from annotate_ui.label_studio_config import instructions_html, label_config, result_from_fields
-from curation.annotations import current_annotations
-from curation.cli import main
-from curation.ingest import ingest
-from curation.resolve import resolve
-from curation.store import Clip, Project
+from annotate_ui.label_studio.bridge import linked_project, pull, push
+from annotate_ui.label_studio.config import instructions_html, label_config, result_from_fields
+from curation.cli.main import main
+from curation.media.ingest import ingest
+from curation.records.annotations import current_annotations
+from curation.records.store import Clip, Project
+from curation.review.resolve import resolve
 
 # The SDK calls pydantic's deprecated parse_obj when it refreshes its access token: not ours to fix.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The `parse_obj` method is deprecated")]
@@ -34,7 +34,7 @@ label_studio_template = label_studio_server.label_studio_template
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from curation.synthetic import generate_sample
+    from curation.media.synthetic import generate_sample
 
     out = tmp_path_factory.mktemp("ls-sample")
     generate_sample(out, n_clips=4, random_state=11)
@@ -155,7 +155,7 @@ def test_push_annotate_as_two_users_pull_and_resolve(label_studio, label_studio_
 
 def _check_agreement(project: Project, rubric, annotators: list[str]) -> None:
     """Agreement on the pulled answers (resolve above checks the same)."""
-    from curation.agreement import agreement_report
+    from curation.review.field_agreement import agreement_report
 
     report = agreement_report(project, n_boot=50)
     assert set(report["fields"]) == set(rubric.field_map)

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from curation.dataset.ledger import current_split, split_groups, split_project
 from curation.errors import CliptuneError
-from curation.imports import import_annotations
-from curation.ledger import current_split, split_groups, split_project
-from curation.store import Clip, Project, SplitEntry
+from curation.records.imports import import_annotations
+from curation.records.store import Clip, Project, SplitEntry
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
 EVENTS = ("NO_ACTIVITY", "NORMAL_ENTRY", "TAILGATING", "INTRUSION")
@@ -216,7 +216,7 @@ def test_a_split_that_read_a_stale_ledger_writes_nothing(project: Project, monke
     split_project(project, test_size=0.25, freeze=True)
     ledger = current_split(project)
     # As if another process froze its split between this run's read of the ledger and its write.
-    monkeypatch.setattr("curation.ledger.current_split", lambda _project: {})
+    monkeypatch.setattr("curation.dataset.ledger.current_split", lambda _project: {})
     with pytest.raises(CliptuneError, match="another split froze clips"):
         split_project(project, test_size=0.5, random_state=9, freeze=True)
     monkeypatch.undo()

@@ -11,14 +11,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.errors import CliptuneError
-from curation.oversample import (
+from curation.dataset.oversample import (
     OversampleConfig,
     frame_offsets,
     plan_oversampling,
     repeat_factor_repeats,
     share_repeats,
 )
+from curation.errors import CliptuneError
 from curation.rubric import load_rubric, rubric_from_dict
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"

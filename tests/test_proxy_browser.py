@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation.synthetic import generate_sample
-from curation.video import make_proxy, write_video
+from curation.media.synthetic import generate_sample
+from curation.media.video import make_proxy, write_video
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [

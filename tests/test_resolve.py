@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from curation.annotations import add_annotation, add_review
 from curation.errors import CliptuneError
-from curation.imports import import_annotations
-from curation.resolve import resolve, resolve_answers, values_agree
+from curation.records.annotations import add_annotation, add_review
+from curation.records.imports import import_annotations
+from curation.records.status import project_status
+from curation.records.store import Clip, Project
+from curation.records.users import add_user, list_users
+from curation.review.resolve import resolve, resolve_answers, values_agree
 from curation.rubric import load_rubric
-from curation.status import project_status
-from curation.store import Clip, Project
-from curation.users import add_user, list_users
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
 BASE = {"event": "NORMAL_ENTRY", "persons": 1, "badge_events": 1, "door": 14, "time": "02:14"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from curation.split import split_report, stratified_group_split
+from curation.dataset.split import split_report, stratified_group_split
 
 
 @st.composite

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from curation.annotations import add_annotation, add_review, current_annotations
 from curation.errors import RubricError, StoreError
-from curation.status import project_status
-from curation.store import DATABASE_NAME, SCHEMA_VERSION, Clip, Meta, Project
-from curation.users import add_user, authenticate, get_or_create_user
+from curation.records.annotations import add_annotation, add_review, current_annotations
+from curation.records.status import project_status
+from curation.records.store import DATABASE_NAME, SCHEMA_VERSION, Clip, Meta, Project
+from curation.records.users import add_user, authenticate, get_or_create_user
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
 FIELDS = {"event": "TAILGATING", "persons": 2, "badge_events": 1, "door": 14, "time": "02:14"}

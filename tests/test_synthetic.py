@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from curation.media.synthetic import CAMERAS, generate_sample
+from curation.media.video import probe, sample_frames
 from curation.rubric import load_rubric
-from curation.synthetic import CAMERAS, generate_sample
-from curation.video import probe, sample_frames
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
 

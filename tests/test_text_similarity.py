@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.text_similarity import chrf, exact_match, text_similarity, token_f1
+from curation.review.text_similarity import chrf, exact_match, text_similarity, token_f1
 
 sacrebleu = __import__("pytest").importorskip("sacrebleu")
 CHRF = sacrebleu.metrics.CHRF()

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from curation.cli import main  # noqa: E402
+from curation.cli.main import main  # noqa: E402
 from curation.errors import CliptuneError  # noqa: E402
 from training.data import FrameSpec, load_export  # noqa: E402
 from training.lora import TrainConfig, add_lora, load_base, train  # noqa: E402

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from curation.errors import CliptuneError
+from curation.media.video import sample_frames
 from curation.rubric import load_rubric
-from curation.video import sample_frames
 from training.evaluate import score_outputs
 from training.probes import clip_answer, forgetting_report, is_correct, load_probes, probe_items, score_probes
 

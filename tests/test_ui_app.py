@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from curation.annotations import add_annotation, current_annotations
-from curation.assign import assign
-from curation.store import Clip, Event, Project, Review
-from curation.users import add_user
-from curation.video import write_video
+from curation.media.video import write_video
+from curation.records.annotations import add_annotation, current_annotations
+from curation.records.store import Clip, Event, Project, Review
+from curation.records.users import add_user
+from curation.team.assign import assign
 
 APP = str(Path(__file__).resolve().parent.parent / "annotate_ui" / "app.py")
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from curation.annotations import add_annotation, current_annotations
-from curation.assign import assign, assigned_clips
-from curation.ingest import ingest
-from curation.resolve import resolve
-from curation.store import Project, Review
-from curation.users import add_user
+from curation.media.ingest import ingest
+from curation.records.annotations import add_annotation, current_annotations
+from curation.records.store import Project, Review
+from curation.records.users import add_user
+from curation.review.resolve import resolve
+from curation.team.assign import assign, assigned_clips
 
 CHROMIUM = "/usr/bin/chromium"
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"

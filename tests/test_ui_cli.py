@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from annotate_ui.server import free_port
-from curation.cli import main
-from curation.store import Project
+from curation.cli.main import main
+from curation.records.store import Project
 
 RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "surveillance_alert.yaml"
-CLIPTUNE = [sys.executable, "-c", "import sys; from curation.cli import main; sys.exit(main())"]
+CLIPTUNE = [sys.executable, "-c", "import sys; from curation.cli.main import main; sys.exit(main())"]
 
 
 def test_ui_refuses_a_folder_that_is_not_a_project(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -64,8 +64,8 @@ def test_ui_serves_on_loopback_and_stops_with_its_app(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_builds_a_project_with_people_and_answers(tmp_path: Path) -> None:
-    from curation.progress import annotator_progress
-    from curation.users import authenticate
+    from curation.records.users import authenticate
+    from curation.team.progress import annotator_progress
 
     result = subprocess.run([*CLIPTUNE, "demo", str(tmp_path / "demo"), "--sample", str(tmp_path / "sample"),
                              "--clips", "6", "--no-serve", "--json"], capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""The library behind the browser app (curation.progress): progress and pace, blind labelling views, review
+"""The library behind the browser app (curation.team.progress): progress and pace, blind labelling views, review
 sheets with the rubric's own tolerance, label distribution, the budget forecast; and the app's session store."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from curation.annotations import add_annotation, add_review
-from curation.assign import assign
 from curation.errors import CliptuneError
-from curation.progress import (
+from curation.records.annotations import add_annotation, add_review
+from curation.records.store import Clip, Project
+from curation.records.users import add_user
+from curation.team.assign import assign
+from curation.team.progress import (
     annotator_progress,
     data_version,
     forecast,
@@ -22,8 +24,6 @@ from curation.progress import (
     throughput,
     user_progress,
 )
-from curation.store import Clip, Project
-from curation.users import add_user
 
 FIELDS = {"event": "NORMAL_ENTRY", "persons": 1, "badge_events": 1, "door": 14, "time": "10:00"}
 
@@ -69,8 +69,8 @@ def test_progress_counts_statuses_and_pace_over_labelling_acts(team: Project) ->
 
 
 def labelling_order(project: Project, user: str):
-    from curation.assign import assigned_clips
-    from curation.progress import clip_view
+    from curation.team.assign import assigned_clips
+    from curation.team.progress import clip_view
 
     return [clip_view(project, clip_id) for clip_id, _ in assigned_clips(project, user)]
 
@@ -134,11 +134,11 @@ def test_label_distribution_counts_every_choice_and_gold(team: Project) -> None:
 
 
 def test_forecast_flattens_the_budget_module(team: Project) -> None:
-    from curation.budget import budget_forecast
+    from curation.team.budget import budget_forecast
 
     assign(team, ["ana", "ben"], overlap=0.0)
     nothing_measured = forecast(team, 100)
-    assert nothing_measured["source"] == "curation.budget"
+    assert nothing_measured["source"] == "curation.team.budget"
     assert nothing_measured["hours_total"] == budget_forecast(team, 100)["total_hours"]
     assert set(nothing_measured["parts"]) == {"label", "hold_out", "review"}
     assert nothing_measured["clips_per_hour"] == 20.0  # the field's rule of thumb until something is measured
@@ -181,5 +181,5 @@ def test_progress_module_needs_no_streamlit() -> None:
     # curation is the core library: importing it must not pull in the browser framework.
     import subprocess
 
-    code = "import sys, curation.progress; sys.exit('streamlit' in sys.modules)"
+    code = "import sys, curation.team.progress; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent).returncode == 0

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curation.errors import VideoError
-from curation.video import make_proxy, make_thumbnail, probe, proxy_size, sample_frames, sample_times, write_video
+from curation.media.video import make_proxy, make_thumbnail, probe, proxy_size, sample_frames, sample_times, write_video
 
 LEVEL_STEP = 8  # grey level per frame index: far enough apart to survive lossy coding
 
@@ -154,7 +154,7 @@ def test_opening_a_video_first_leaves_png_decoding_working(tmp_path: Path) -> No
 
     frames = [np.full((32, 48, 3), 100, np.uint8) for _ in range(4)]
     write_video(tmp_path / "a.mp4", frames, fps=10)
-    check = ("import sys; from curation.video import probe; probe(sys.argv[1]); import cv2, numpy as np; "
+    check = ("import sys; from curation.media.video import probe; probe(sys.argv[1]); import cv2, numpy as np; "
              "ok, png = cv2.imencode('.png', np.zeros((8, 8), np.uint8)); "
              "sys.exit(0 if cv2.imdecode(png, cv2.IMREAD_UNCHANGED) is not None else 3)")
     result = subprocess.run([sys.executable, "-c", check, str(tmp_path / "a.mp4")], capture_output=True, text=True,

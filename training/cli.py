@@ -1,18 +1,18 @@
-"""`cliptune train` and `evaluate` (see :mod:`curation.cli_common`). torch is imported inside the commands.
+"""`cliptune train` and `evaluate` (see :mod:`curation.cli.common`). torch is imported inside the commands.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from curation.cli_common import JsonOption, app, err, out, print_json, progress_bar
+from curation.cli.common import JsonOption, err, out, print_json, progress_bar
 
 
-@app.command("train")
 def train_command(
     export: Annotated[Path, typer.Argument(help="Export folder (made by `cliptune export`).")],
     base_model: Annotated[str, typer.Option(help="Local checkpoint folder (nothing is downloaded), or 'tiny': a "
@@ -66,7 +66,6 @@ def train_command(
               f"Next: cliptune evaluate {output}", highlight=False)
 
 
-@app.command("evaluate")
 def evaluate_command(
     run: Annotated[Path, typer.Argument(help="Run folder (made by `cliptune train`).")],
     batch_size: Annotated[int, typer.Option(help="Clips per generation batch.")] = 8,
@@ -99,3 +98,16 @@ def evaluate_command(
     if forgetting:
         table.add_row("general probes", f"{forgetting['before']:.3f}", f"{forgetting['after']:.3f}")
     out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` and ``evaluate`` to the ``cliptune`` command (the ``cliptune.commands`` entry point).
+
+    Raises ImportError, which leaves the verbs out with a line in ``cliptune --help``, when the ``[train]`` extra is
+    not installed: the commands import these packages when they run.
+    """
+    missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"{', '.join(missing)} not installed (pip install 'cliptune[train]')")
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)

@@ -8,7 +8,7 @@ The trainer reads an export folder, never the project store::
     OUT/export.json    {"rubric": {"name", "version"}, "dataset_version", ...}
 
 Frames: ``num_frames`` uniformly over the clip (or one every ``1 / fps`` seconds, at most ``num_frames``), decoded
-by presentation time with :func:`curation.video.sample_frames` and handed to the processor as uint8 arrays. The
+by presentation time with :func:`curation.media.video.sample_frames` and handed to the processor as uint8 arrays. The
 per-frame pixel budget (``min_pixels`` / ``max_pixels``) is always set on the processor: the Qwen2-VL family's
 defaults upscale small frames to hundreds of tokens per clip. An oversampled repeat (``repeat`` > 0) shifts its
 sampling window by ``frame_offset`` seconds so it shows the model different frames of the same clip.
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CliptuneError, VideoError
+from curation.media.video import sample_frames
 from curation.rubric import Rubric, load_rubric
-from curation.video import sample_frames
 
 REQUIRED_COLUMNS = ("clip_id", "video", "prompt", "output", "fields", "group", "split", "repeat", "frame_offset",
                     "duration_s", "fps")

@@ -48,6 +48,7 @@ from training.data import (
     load_export,
 )
 from training.packing import pack
+from training.run_card import write_run_card
 from training.vision_cache import VisionFeatureCache, inner_model
 
 LANGUAGE_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -408,8 +409,6 @@ def train(
         "environment": _environment(device),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    from training.evaluate import write_run_card  # evaluate imports this module; the card is its report
-
     write_run_card(output, card)
     return card
 

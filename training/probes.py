@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CliptuneError
-from curation.text_similarity import normalise_text
+from curation.review.text_similarity import normalise_text
 
 PROBE_DIR = Path(__file__).resolve().parent / "probes"
 DARK_LUMA = 110.0  # mean BT.601 luma (0-255) below which a scene counts as dark

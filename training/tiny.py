@@ -6,7 +6,7 @@ tokenizer trained on the rubric's own texts, the Qwen special tokens and the Qwe
 ``AutoModelForImageTextToText.from_pretrained`` path as ``/models/Qwen2.5-VL-7B-Instruct``. Nothing is downloaded.
 
 :func:`build_sample_export` writes the export format the trainer reads (``OUT/hf``, ``OUT/rubric.yaml``,
-``OUT/export.json``) from the synthetic sample, standing in for ``curation.export`` in tests and the demo.
+``OUT/export.json``) from the synthetic sample, standing in for ``curation.dataset.export`` in tests and the demo.
 
 Example::
 
@@ -203,7 +203,7 @@ def build_sample_export(
     oversample_rare: int = 0,
     sample_dir: str | Path | None = None,
 ) -> Path:
-    """The export format the trainer reads, built from the synthetic sample (a stand-in for ``curation.export``).
+    """The export format the trainer reads, built from the synthetic sample (stands in for ``curation.dataset.export``).
 
     ``OUT/hf`` is a ``DatasetDict`` (train, test) saved with ``save_to_disk``; ``video`` is a path relative to OUT
     of an H.264 MP4 (MP4 sources are copied, WebM sources get an H.264 proxy). ``group_by="camera"`` splits by
@@ -213,9 +213,9 @@ def build_sample_export(
     """
     import datasets
 
-    from curation.split import stratified_group_split
-    from curation.synthetic import generate_sample
-    from curation.video import make_proxy, probe
+    from curation.dataset.split import stratified_group_split
+    from curation.media.synthetic import generate_sample
+    from curation.media.video import make_proxy, probe
 
     if group_by not in ("camera", "clip"):
         raise ValueError(f"group_by must be 'camera' or 'clip', got {group_by!r}")

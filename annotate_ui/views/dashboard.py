@@ -9,7 +9,7 @@ import streamlit as st
 
 from annotate_ui import auth
 from curation.errors import CliptuneError
-from curation.progress import agreement, annotator_progress, data_version, forecast, label_distribution, throughput
+from curation.team.progress import agreement, annotator_progress, data_version, forecast, label_distribution, throughput
 
 auth.require_role("lead")
 project = auth.open_project()

@@ -7,7 +7,7 @@ import shlex
 import streamlit as st
 
 from annotate_ui import auth
-from curation.resolve import resolve
+from curation.review.resolve import resolve
 
 auth.require_role("lead")
 project = auth.open_project()

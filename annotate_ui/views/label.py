@@ -1,6 +1,6 @@
 """Label: the next assigned clip plays at once; fill the rubric's fields; Submit (Ctrl+Enter), Skip or Unclear.
 
-Blind: everything shown comes from :func:`curation.progress.labelling_view` (its own answers included), which reads
+Blind: everything shown comes from :func:`curation.team.progress.labelling_view` (its own answers included), which reads
 only the logged-in annotator's own answers. Time on a clip runs from the first time it is shown in this browser
 session to the button press. A revision stores a new version; the earlier ones stay.
 """
@@ -14,9 +14,9 @@ import streamlit as st
 
 from annotate_ui import auth, rubric_form
 from annotate_ui.player import player
-from curation.annotations import add_annotation
 from curation.errors import CliptuneError
-from curation.progress import answer_history, labelling_view
+from curation.records.annotations import add_annotation
+from curation.team.progress import answer_history, labelling_view
 
 me = auth.require_role()
 project = auth.open_project()

@@ -9,10 +9,10 @@ import streamlit as st
 
 from annotate_ui import auth, rubric_form
 from annotate_ui.player import player
-from curation.annotations import add_review
 from curation.errors import CliptuneError
-from curation.progress import review_sheet
-from curation.resolve import resolve
+from curation.records.annotations import add_review
+from curation.review.resolve import resolve
+from curation.team.progress import review_sheet
 
 me = auth.require_role("reviewer", "lead")
 project = auth.open_project()

@@ -23,7 +23,7 @@ from curation.audit.result import AuditInputs, AuditResult, inputs_of
 from curation.errors import CliptuneError
 
 if TYPE_CHECKING:
-    from curation.store import Project
+    from curation.records.store import Project
 
 TEST_SIZE = 0.2
 MIN_TEST = 5

@@ -2,10 +2,10 @@
 
 Checked against the project's current rubric, because that is what export, training and evaluation use:
 
-- **gold** answers (:func:`curation.resolve.resolve`, majority policy) and the latest **review** of each clip:
+- **gold** answers (:func:`curation.review.resolve.resolve`, majority policy) and the latest **review** of each clip:
   they must pass the rubric's validation, and ``parse(render(fields))`` must give the fields back;
 - current submitted **annotations**: the same, and their stored output text must parse back to their fields.
-  :func:`curation.resolve.resolve` silently leaves invalid answers out of the gold; here they are named.
+  :func:`curation.review.resolve.resolve` silently leaves invalid answers out of the gold; here they are named.
 
 An answer made under an older rubric version is valid if it still fits the current one; its version is shown.
 
@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 
 from curation.audit.result import AuditResult
 from curation.errors import CliptuneError
+from curation.records.store import Project, Review, User
 from curation.rubric import Rubric
-from curation.store import Project, Review, User
 
 
 def answer_problems(rubric: Rubric, fields: dict[str, Any] | None, output_text: str | None) -> list[str]:
@@ -60,8 +60,8 @@ def check_conformance(project: Project) -> AuditResult:
     """
     if not isinstance(project, Project):
         raise CliptuneError("the conformance check reads every stored answer: pass the Project")
-    from curation.annotations import current_annotations
-    from curation.resolve import resolve
+    from curation.records.annotations import current_annotations
+    from curation.review.resolve import resolve
 
     rubric = project.rubric
     current = project.rubric_version

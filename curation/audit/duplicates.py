@@ -2,7 +2,7 @@
 put copies (or one group) on both sides.
 
 Ingest already drops byte-identical files; this finds copies that differ in bytes. Each clip's signature is
-computed once with its features (:mod:`curation.features`): a 64-bit DCT perceptual hash of every sampled
+computed once with its features (:mod:`curation.media.features`): a 64-bit DCT perceptual hash of every sampled
 frame and of the clip's median picture, the median picture itself (grey, at most 144 pixels high), which of its
 pixels move during the clip, and a coarse grid of where things move in each frame. Two clips are near-duplicates
 when all four tests pass, cheapest first:
@@ -40,8 +40,8 @@ from sqlalchemy import func, select
 
 from curation.audit.result import AuditResult
 from curation.errors import CliptuneError
-from curation.features import OCCUPANCY_GRID, OCCUPANCY_PAD, FeatureReport
-from curation.store import Clip, Project, SplitEntry
+from curation.media.features import OCCUPANCY_GRID, OCCUPANCY_PAD, FeatureReport
+from curation.records.store import Clip, Project, SplitEntry
 
 HASH_BITS = 12
 SEQUENCE_BITS = 10
@@ -164,7 +164,7 @@ def motion_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(sa: dict[str, Any], sb: dict[str, Any]) -> dict[str, Any]:
-    """The four tests for one pair of signatures (:func:`curation.features.signature_of`), cheapest first; a test
+    """The four tests for one pair of signatures (:func:`curation.media.features.signature_of`), cheapest first; a test
     that fails ends the comparison. ``near_duplicate`` is True when all pass."""
     evidence: dict[str, Any] = {"median_hash_bits": int(popcount(np.array([sa["median_hash"] ^ sb["median_hash"]]))[0])}
     if evidence["median_hash_bits"] > HASH_BITS:
@@ -244,7 +244,7 @@ def _segment_pairs(clips: list[Clip]) -> set[frozenset[int]]:
 
 def _signatures(project: Project, workers: int | None, report: FeatureReport | None = None
                 ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
-    from curation.features import extract_features, load_features, signature_of
+    from curation.media.features import extract_features, load_features, signature_of
 
     report = report if report is not None else extract_features(project, workers=workers)
     return {clip_id: signature_of(values) for clip_id, values in load_features(project).items()}, report.failed
@@ -284,7 +284,7 @@ def leakage(clusters: list[list[int]], groups: dict[int, str], sides: dict[int, 
 def check_duplicates(project: Project, *, workers: int | None = None,
                      feature_report: FeatureReport | None = None) -> AuditResult:
     """Near-duplicate clusters and split leakage; see the module docstring. ``feature_report``: what
-    :func:`curation.features.extract_features` just returned for this project (not run again); None runs it.
+    :func:`curation.media.features.extract_features` just returned for this project (not run again); None runs it.
 
     Per-clip score: 1 for a clip in a near-duplicate cluster, else 0. ``flagged``: those clip ids.
     """

@@ -25,7 +25,7 @@ from curation.audit.duplicates import check_duplicates
 from curation.audit.result import AuditInputs
 from curation.audit.shortcuts import check_shortcuts
 from curation.errors import CliptuneError
-from curation.store import Clip, Project
+from curation.records.store import Clip, Project
 
 CHECKS = ("shortcuts", "duplicates", "conformance", "balance")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -39,7 +39,7 @@ def audit_report(project: Project, *, checks: tuple[str, ...] | list[str] = CHEC
     unknown = [c for c in checks if c not in CHECKS]
     if unknown:
         raise CliptuneError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
-    from curation.features import extract_features
+    from curation.media.features import extract_features
 
     decoding = {"shortcuts", "duplicates"} & set(checks)
     features = extract_features(project, workers=workers, progress=progress) if decoding else None

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from curation.features import FeatureReport
+    from curation.media.features import FeatureReport
+    from curation.records.store import Project
     from curation.rubric import Rubric
-    from curation.store import Project
 
 RESERVED_KEYS = ("name", "summary", "flagged", "scores")
 
@@ -56,8 +56,8 @@ class AuditInputs:
     """What the checks read: the rubric, gold labels per clip and (for shortcuts) the nuisance feature table.
 
     ``labels`` is a DataFrame indexed by clip id with one column per rubric field, holding the gold answer of
-    :func:`curation.resolve.resolve` with ``policy="majority"`` (adjudicated > unanimous > majority); clips
-    without a gold answer are not in it. ``features`` is :func:`curation.features.feature_table` or None;
+    :func:`curation.review.resolve.resolve` with ``policy="majority"`` (adjudicated > unanimous > majority); clips
+    without a gold answer are not in it. ``features`` is :func:`curation.media.features.feature_table` or None;
     ``groups`` maps every clip id to its group key.
     """
 
@@ -73,12 +73,12 @@ class AuditInputs:
     def from_project(cls, project: Project, *, features: bool = True, workers: int | None = None,
                      feature_report: FeatureReport | None = None) -> AuditInputs:
         """Gold labels and, with ``features``, the feature table (from ``feature_report`` if given, see
-        :func:`curation.features.feature_table`)."""
+        :func:`curation.media.features.feature_table`)."""
         import pandas as pd
         from sqlalchemy import select
 
-        from curation.resolve import resolve
-        from curation.store import Clip
+        from curation.records.store import Clip
+        from curation.review.resolve import resolve
 
         resolution = resolve(project, policy="majority")
         rubric = project.rubric
@@ -89,7 +89,7 @@ class AuditInputs:
         labels = labels.sort_index()
         table = None
         if features:
-            from curation.features import feature_table
+            from curation.media.features import feature_table
 
             table = feature_table(project, workers=workers, report=feature_report)
         with project.session() as session:
@@ -111,7 +111,7 @@ def inputs_of(source: Project | AuditInputs, *, features: bool = True, workers: 
     """The checks' entry: a project is read (and its features extracted) here; inputs pass through."""
     if isinstance(source, AuditInputs):
         return source
-    from curation.store import Project
+    from curation.records.store import Project
 
     if not isinstance(source, Project):
         raise TypeError(f"expected a Project or AuditInputs, got {type(source).__name__}")

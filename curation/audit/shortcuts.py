@@ -1,7 +1,7 @@
 """Shortcuts: can a nuisance feature alone predict a label? If every intruder is filmed at night, a model learns night.
 
 For every class of every stratifying rubric field (one class against the rest) and every nuisance feature of
-:mod:`curation.features`, a one-feature rule is fitted on training folds and scored on held-out folds:
+:mod:`curation.media.features`, a one-feature rule is fitted on training folds and scored on held-out folds:
 
 - numeric feature: the best interval rule (predict the class inside, or outside, one interval of the feature),
   which covers a threshold ("darker than 0.2") as well as a band ("recorded between 20:00 and 05:30");
@@ -47,7 +47,7 @@ from curation.errors import CliptuneError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from curation.store import Project
+    from curation.records.store import Project
 
 MARGIN = 0.2
 ALPHA = 0.01

@@ -19,7 +19,7 @@ from importlib.metadata import version
 import krippendorff
 import numpy as np
 
-from curation.agreement import krippendorff_alpha
+from curation.review.agreement import krippendorff_alpha
 
 
 def make_data(n_units: int, n_coders: int, missing: float, n_labels: int = 5, seed: int = 0) -> np.ndarray:

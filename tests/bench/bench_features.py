@@ -22,11 +22,11 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import delete, select  # noqa: E402
 
-from curation.features import MAX_FRAMES, MAX_HEIGHT, SAMPLE_FPS, extract_features  # noqa: E402
-from curation.ingest import ingest  # noqa: E402
-from curation.store import Clip, ClipFeatures, Project  # noqa: E402
-from curation.synthetic import generate_sample  # noqa: E402
-from curation.video import sample_frames  # noqa: E402
+from curation.media.features import MAX_FRAMES, MAX_HEIGHT, SAMPLE_FPS, extract_features  # noqa: E402
+from curation.media.ingest import ingest  # noqa: E402
+from curation.media.synthetic import generate_sample  # noqa: E402
+from curation.media.video import sample_frames  # noqa: E402
+from curation.records.store import Clip, ClipFeatures, Project  # noqa: E402
 
 
 def plain_decode(project: Project) -> tuple[float, int]:

@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from curation.ingest import ingest  # noqa: E402
-from curation.store import Project  # noqa: E402
-from curation.synthetic import generate_sample  # noqa: E402
-from curation.video import _reader  # noqa: E402
+from curation.media.ingest import ingest  # noqa: E402
+from curation.media.synthetic import generate_sample  # noqa: E402
+from curation.media.video import _reader  # noqa: E402
+from curation.records.store import Project  # noqa: E402
 
 
 def run_ingest(sample: Path, folder: Path, workers: int) -> dict:

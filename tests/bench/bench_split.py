@@ -14,7 +14,7 @@ import time
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from curation.split import split_report, stratified_group_split
+from curation.dataset.split import split_report, stratified_group_split
 
 
 def make_data(n_clips: int, n_groups: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

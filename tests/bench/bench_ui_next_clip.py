@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from annotate_ui.server import start  # noqa: E402
-from curation.assign import assign  # noqa: E402
-from curation.store import Clip, Project  # noqa: E402
-from curation.users import add_user  # noqa: E402
+from curation.records.store import Clip, Project  # noqa: E402
+from curation.records.users import add_user  # noqa: E402
+from curation.team.assign import assign  # noqa: E402
 
 READY = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -58,8 +58,8 @@ PLAYABLE_SINCE_NAVIGATION = """() => new Promise((resolve) => {
 
 
 def sample_project(folder: Path, n_clips: int) -> Project:
-    from curation.ingest import ingest
-    from curation.synthetic import generate_sample
+    from curation.media.ingest import ingest
+    from curation.media.synthetic import generate_sample
 
     generate_sample(folder / "sample", n_clips=n_clips, random_state=11)
     project = Project.init(folder / "project", REPO / "rubrics" / "surveillance_alert.yaml")
@@ -69,7 +69,7 @@ def sample_project(folder: Path, n_clips: int) -> Project:
 
 def hd_project(folder: Path, n_clips: int, seconds: float = 10.0, fps: int = 15) -> Project:
     """854×480 proxies with moving content and sensor-like noise, each different (distinct media URLs)."""
-    from curation.video import write_video
+    from curation.media.video import write_video
 
     project = Project.init(folder / "project", REPO / "rubrics" / "surveillance_alert.yaml")
     rng = np.random.default_rng(0)

@@ -35,13 +35,13 @@ from typing import Any
 from sqlalchemy import select
 
 from curation import __version__
-from curation.datacard import render_datacard
+from curation.dataset.datacard import render_datacard
+from curation.dataset.ledger import SPLITS, current_split, dataset_version, last_split_params, split_groups
+from curation.dataset.oversample import OversampleConfig, frame_offsets, plan_oversampling
 from curation.errors import CliptuneError
-from curation.ingest import sha256_file
-from curation.ledger import SPLITS, current_split, dataset_version, last_split_params, split_groups
-from curation.oversample import OversampleConfig, frame_offsets, plan_oversampling
-from curation.resolve import resolve
-from curation.store import Clip, Project, RubricRow
+from curation.media.ingest import sha256_file
+from curation.records.store import Clip, Project, RubricRow
+from curation.review.resolve import resolve
 
 FORMATS = ("hf", "llamafactory", "swift", "trl")
 HF_COLUMNS = ("clip_id", "video", "prompt", "output", "fields", "group", "split", "repeat", "frame_offset",
@@ -312,7 +312,7 @@ def _straddling(gathered: dict[str, Any]) -> int:
 
 
 def _agreement(project: Project) -> Any:
-    from curation.agreement import agreement_report
+    from curation.review.field_agreement import agreement_report
 
     try:
         return agreement_report(project)

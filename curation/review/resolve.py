@@ -2,7 +2,7 @@
 
 Two answers agree on a field by that field's rule: choices must be equal; integers, numbers and times must be
 within the field's ``tolerance``; free text must reach the field's ``similarity_threshold``
-(:func:`curation.text_similarity.text_similarity`). A clip's gold answer is, in this order: the latest reviewer
+(:func:`curation.review.text_similarity.text_similarity`). A clip's gold answer is, in this order: the latest reviewer
 adjudication; the answers of all its annotators when they agree on every field (one annotator's answer counts as
 ``single``); the per-field majority when ``policy="majority"``; otherwise the clip needs review. The review queue
 puts rare events first, then the clips annotators disagree on most.
@@ -23,11 +23,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from curation.annotations import current_annotations
 from curation.errors import CliptuneError, RubricError
+from curation.records.annotations import current_annotations
+from curation.records.store import Clip, Project, Review, User
+from curation.review.text_similarity import text_similarity
 from curation.rubric import Rubric, RubricField
-from curation.store import Clip, Project, Review, User
-from curation.text_similarity import text_similarity
 
 POLICIES = ("unanimous", "majority")
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from curation.annotations import current_annotations
 from curation.errors import CliptuneError
-from curation.resolve import resolve
-from curation.store import Project
+from curation.records.annotations import current_annotations
+from curation.records.store import Project
+from curation.review.resolve import resolve
 
 RULE_OF_THUMB_CLIPS_PER_HOUR = 20.0
 DEFAULT_REVIEW_SHARE = 0.15

@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from curation.errors import CliptuneError, RubricError
-from curation.store import ANNOTATION_STATUSES, Annotation, Clip, Event, Project, User
-from curation.users import NAME_PATTERN
+from curation.records.store import ANNOTATION_STATUSES, Annotation, Clip, Event, Project, User
+from curation.records.users import NAME_PATTERN
 
 KNOWN_KEYS = {"clip", "annotator", "fields", "output", "seconds", "status", "comment"}
 

@@ -5,7 +5,7 @@ The statistic follows the field's type: Krippendorff's alpha, nominal for choice
 number of annotators per clip and missing answers, so one figure serves every field. Nominal fields also get
 Fleiss' kappa, Gwet's AC1 (which stays meaningful for rare events, where kappa collapses although annotators
 agree) and percent agreement. Free-text fields get a similarity agreement: the mean over clips of the mean
-pairwise :func:`curation.text_similarity.text_similarity` (symmetric chrF on normalised text), with the share of
+pairwise :func:`curation.review.text_similarity.text_similarity` (symmetric chrF on normalised text), with the share of
 pairs that match exactly beside it. Confidence intervals: percentile bootstrap over clips (none for fewer than
 five clips with two answers or more: resampling two clips says nothing).
 
@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from curation import agreement
-from curation.annotations import current_annotations
-from curation.resolve import field_consensus, values_agree
+from curation.records.annotations import current_annotations
+from curation.records.store import Project, Review, User
+from curation.review import agreement
+from curation.review.resolve import field_consensus, values_agree
+from curation.review.text_similarity import exact_match, text_similarity
 from curation.rubric import Rubric, RubricField
-from curation.store import Project, Review, User
-from curation.text_similarity import exact_match, text_similarity
 
 # Fewer clips than this with two answers or more: a bootstrap over clips says nothing, so no interval is given.
 MIN_ITEMS_FOR_INTERVAL = 5

@@ -2,7 +2,7 @@
 
 :func:`split_project` reads the clips and their gold answers, joins clips into groups (the clip's group key —
 camera, session, patient — united with near-duplicate clusters), and asks the core
-(:func:`curation.split.stratified_group_split`) for a side per group. The result goes to the ``split_ledger``
+(:func:`curation.dataset.split.stratified_group_split`) for a side per group. The result goes to the ``split_ledger``
 table. Entries written with ``freeze=True`` are sacred: a later split assigns only clips that are not frozen yet,
 a new clip of a group that already has frozen clips joins that group's side, and SQLite triggers refuse any
 update or delete of a frozen row, so no code path can move a frozen held-out clip into train.
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, desc, select
 
+from curation.dataset.split import TEST, TRAIN, UNASSIGNED, split_report, stratified_group_split
 from curation.errors import CliptuneError
-from curation.resolve import resolve
-from curation.split import TEST, TRAIN, UNASSIGNED, split_report, stratified_group_split
-from curation.store import Clip, Event, Project, SplitEntry
+from curation.records.store import Clip, Event, Project, SplitEntry
+from curation.review.resolve import resolve
 
 SPLITS = ("train", "test")
 _FROZEN_TRIGGERS = tuple(

@@ -8,7 +8,7 @@ Each task is ``{"id", "data": {...}, "annotations": [{"id", "completed_by", "res
   matched against the clips' proxies and source files;
 - ``completed_by`` -> a cliptune user named by the Label Studio e-mail (or username), created as an annotator
   if new; ``user_map`` maps an e-mail, username or user id to an existing name instead;
-- ``result`` -> rubric fields (:func:`annotate_ui.label_studio_config.fields_from_result`); ``lead_time`` ->
+- ``result`` -> rubric fields (:func:`annotate_ui.label_studio.config.fields_from_result`); ``lead_time`` ->
   ``seconds_spent``; ``was_cancelled`` -> status ``skipped``;
 - an annotation updated in Label Studio -> a new version (annotation rows are append-only). The row's
   ``external_id`` is ``label_studio:<project>:<annotation id>@<updated_at>``, so importing the same data
@@ -35,11 +35,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from sqlalchemy import func, or_, select
 
-from annotate_ui.label_studio_config import LabelStudioError, fields_from_result
-from curation.annotations import add_annotation
+from annotate_ui.label_studio.config import LabelStudioError, fields_from_result
 from curation.errors import CliptuneError
-from curation.store import Annotation, Clip, Project, User
-from curation.users import NAME_PATTERN, get_or_create_user
+from curation.records.annotations import add_annotation
+from curation.records.store import Annotation, Clip, Project, User
+from curation.records.users import NAME_PATTERN, get_or_create_user
 
 EXTERNAL_PREFIX = "label_studio:"
 

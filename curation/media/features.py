@@ -47,7 +47,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from curation.errors import CliptuneError, VideoError
-from curation.store import Clip, ClipFeatures, Project
+from curation.records.store import Clip, ClipFeatures, Project
 
 EXTRACTOR_VERSION = "1"
 SAMPLE_FPS = 4.0
@@ -144,7 +144,7 @@ def frame_features(frames: np.ndarray) -> dict[str, Any]:
 
 def clip_visuals(job: dict[str, Any]) -> dict[str, Any]:
     """Decode one clip's sampled frames and compute its picture features; ``{"error"}`` if it cannot be decoded."""
-    from curation.video import sample_frames
+    from curation.media.video import sample_frames
 
     started = time.perf_counter()
     try:

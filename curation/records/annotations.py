@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from curation.errors import RubricError, StoreError
-from curation.store import (
+from curation.records.store import (
     ANNOTATION_SOURCES,
     ANNOTATION_STATUSES,
     Annotation,

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from curation.errors import CliptuneError, VideoError
-from curation.store import Clip, Event, Project
+from curation.records.store import Clip, Event, Project
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv", ".3gp"}
@@ -153,7 +153,7 @@ def _match_metadata(relative: str, metadata: dict[str, dict[str, str]], by_name:
 
 def _prepare_file(job: dict[str, Any]) -> dict[str, Any]:
     """Probe one source file and make its proxies and thumbnails (runs in a worker process)."""
-    from curation import video
+    from curation.media import video
 
     started = time.perf_counter()
     path = Path(job["path"])

@@ -1,4 +1,4 @@
-"""`cliptune split`, `export`, `budget` and `audit`: the data lead's verbs (see :mod:`curation.cli_common`)."""
+"""`cliptune split`, `export`, `budget` and `audit`: the data lead's verbs (see :mod:`curation.cli.common`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curation.cli_common import (
+from curation.cli.common import (
     JsonOption,
     ProjectArg,
     app,
@@ -36,7 +36,7 @@ def split_command(
     """Draw the held-out split: whole groups and near-duplicates on one side, class proportions kept, frozen
     clips never moved."""
     from curation.audit.duplicates import near_duplicate_groups
-    from curation.ledger import split_project
+    from curation.dataset.ledger import split_project
 
     opened = open_project(project)
     result = split_project(opened, test_size=test_size, stratify=stratify, random_state=random_state,
@@ -81,8 +81,8 @@ def export_command(
     """Export gold answers with their split for Hugging Face datasets, LLaMA-Factory, ms-swift and TRL, with a
     data card and a sha256 manifest."""
     from curation.audit.duplicates import near_duplicate_groups
-    from curation.export import export_dataset
-    from curation.oversample import OversampleConfig
+    from curation.dataset.export import export_dataset
+    from curation.dataset.oversample import OversampleConfig
 
     findings = None
     if audit is not None:
@@ -116,7 +116,7 @@ def budget_command(
     as_json: JsonOption = False,
 ) -> None:
     """Person-hours to label, hold out and review --target clips, at this project's measured pace."""
-    from curation.budget import budget_forecast
+    from curation.team.budget import budget_forecast
 
     result = budget_forecast(open_project(project), target, overlap=overlap, per_clip=per_clip, test_size=test_size,
                              review_share=review_share)

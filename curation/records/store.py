@@ -176,7 +176,7 @@ class Event(Base):
 
 
 class ClipFeatures(Base):
-    """Cached audit features of a clip (curation.features), one row per clip and extractor version."""
+    """Cached audit features of a clip (curation.media.features), one row per clip and extractor version."""
 
     __tablename__ = "clip_features"
     __table_args__ = (UniqueConstraint("clip_id", "version"),)

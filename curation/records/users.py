@@ -11,7 +11,7 @@ import re
 from sqlalchemy import select
 
 from curation.errors import StoreError
-from curation.store import ROLES, Event, Project, User
+from curation.records.store import ROLES, Event, Project, User
 
 # scrypt parameters: ~50 ms per check on this class of machine; stored with the hash so they can change.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1

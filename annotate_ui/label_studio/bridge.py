@@ -4,15 +4,15 @@ Teams already labelling in Label Studio keep doing so; cliptune adds what its op
 adjudication, audit, splits, training). The pieces:
 
 - :func:`push` creates (or updates) a Label Studio project whose labelling config is made from the rubric
-  (:mod:`annotate_ui.label_studio_config`), and imports one task per clip that points at the clip's
+  (:mod:`annotate_ui.label_studio.config`), and imports one task per clip that points at the clip's
   browser-playable proxy: through Label Studio's local-files serving (start Label Studio with
   ``LOCAL_FILES_SERVING_ENABLED=true LOCAL_FILES_DOCUMENT_ROOT=PROJECT/media``) or under a ``media_url`` you
   serve yourself. The task ↔ clip ids are kept in the project's event log (``label_studio_push`` events), so
   pushing again imports only new clips. Optionally a model's outputs go along as predictions
   (pre-annotations) with their ``model_version``.
 - :func:`pull` exports the Label Studio project through the API and imports its annotations
-  (:func:`annotate_ui.label_studio_import.import_tasks`: who, how long, skipped, new versions; idempotent).
-- :func:`annotate_ui.label_studio_import.import_export` does the same from an exported JSON file, offline.
+  (:func:`annotate_ui.label_studio.tasks.import_tasks`: who, how long, skipped, new versions; idempotent).
+- :func:`annotate_ui.label_studio.tasks.import_export` does the same from an exported JSON file, offline.
 
 The API key is a Label Studio personal access token (Account & Settings), given as ``api_key`` or in
 ``$LABEL_STUDIO_API_KEY``; it is never stored. The server URL is remembered after the first push.
@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 
-from annotate_ui.label_studio_config import (
+from annotate_ui.label_studio.config import (
     FPS_KEY,
     VIDEO_TAG,
     LabelStudioError,
@@ -47,9 +47,9 @@ from annotate_ui.label_studio_config import (
     label_config,
     result_from_fields,
 )
-from annotate_ui.label_studio_import import LabelStudioImportReport, _summary, import_export, import_tasks
+from annotate_ui.label_studio.tasks import LabelStudioImportReport, _summary, import_export, import_tasks
 from curation.errors import CliptuneError, RubricError
-from curation.store import Clip, Event, Project
+from curation.records.store import Clip, Event, Project
 
 PUSH_EVENT = "label_studio_push"
 PREDICTIONS_EVENT = "label_studio_predictions"
@@ -339,7 +339,7 @@ def pull(
     user_map: dict[str, str] | None = None,
     timeout_s: float = 300,
 ) -> LabelStudioImportReport:
-    """Import every annotation of the linked Label Studio project (see :mod:`annotate_ui.label_studio_import`)."""
+    """Import every annotation of the linked Label Studio project (see :mod:`annotate_ui.label_studio.tasks`)."""
     link = linked_project(project, url)
     if link is None and (url is None or project_id is None):
         raise LabelStudioError("this project has not been pushed to Label Studio: push it first, give --url and "

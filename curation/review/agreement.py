@@ -414,13 +414,3 @@ def bootstrap_ci(
     tail = (1 - confidence) / 2
     low, high = np.quantile(estimates, [tail, 1 - tail])
     return float(low), float(high)
-
-
-def agreement_report(project: Any, *, n_boot: int = 1000, random_state: int | None = 0) -> dict[str, Any]:
-    """Agreement per rubric field and per annotator for a project; see :mod:`curation.field_agreement`.
-
-    Imported on call so this module stays a plain statistics library (no store, no SQLAlchemy).
-    """
-    from curation.field_agreement import agreement_report as report
-
-    return report(project, n_boot=n_boot, random_state=random_state)

@@ -1,8 +1,9 @@
 """What every part of the `cliptune` command shares: the typer app, the consoles, common options and helpers.
 
-The verbs live beside the code they call: :mod:`curation.cli` (project, people, labels, agreement),
-:mod:`curation.cli_dataset` (split, export, budget, audit), :mod:`annotate_ui.cli` (the app, the demo, Label Studio)
-and :mod:`training.cli` (train, evaluate). Each registers on :data:`app`; heavy imports stay inside the commands.
+The verbs live beside the code they call: :mod:`curation.cli.main` (project, people, labels, agreement),
+:mod:`curation.cli.dataset` (split, export, budget, audit), :mod:`annotate_ui.cli` (the app, the demo, Label Studio)
+and :mod:`training.cli` (train, evaluate). The last two join through the ``cliptune.commands`` entry-point group
+(see :mod:`curation.cli.main`); heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def print_json(data: Any) -> None:
 
 
 def open_project(project: Path):
-    from curation.store import Project
+    from curation.records.store import Project
 
     return Project.open(project)
 

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from curation.errors import CliptuneError
-from curation.store import Annotation, Assignment, Clip, Event, Project, User
+from curation.records.store import Annotation, Assignment, Clip, Event, Project, User
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import distinct, func, select
 
-from curation.store import SCHEMA_VERSION, Annotation, Assignment, Clip, Project, Review, User
+from curation.records.store import SCHEMA_VERSION, Annotation, Assignment, Clip, Project, Review, User
 
 
 def project_status(project: Project) -> dict[str, Any]:

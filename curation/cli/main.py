@@ -2,21 +2,25 @@
 
 Every verb takes ``--json`` for machine-readable output. Mistakes in the user's input print one line on
 stderr and exit non-zero; tracebacks are for bugs only. This module holds the verbs for projects, people,
-labels and agreement, and the entry point; the other verbs register from :mod:`curation.cli_dataset`,
-:mod:`annotate_ui.cli` and :mod:`training.cli` (see :mod:`curation.cli_common`).
+labels and agreement, and the entry point. The data lead's verbs come from :mod:`curation.cli.dataset`; the app's,
+Label Studio's and the trainer's verbs live in ``annotate_ui`` and ``training``, which sit above this library, so
+they join through the ``cliptune.commands`` entry-point group (declared in ``pyproject.toml``) instead of an import:
+each entry names a ``register(app)`` function. A part that cannot be loaded (say, ``training`` without its
+``[train]`` extra) leaves its verbs out, and ``cliptune --help`` says which and why.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from curation.cli_common import (
+from curation.cli.common import (
     JsonOption,
     ProjectArg,
     app,
@@ -34,7 +38,8 @@ rubric_app = typer.Typer(help="Check and inspect rubrics.", no_args_is_help=True
 users_app = typer.Typer(help="Manage the people who label and review.", no_args_is_help=True)
 app.add_typer(rubric_app, name="rubric")
 app.add_typer(users_app, name="users")
-BUILTIN_RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
+BUILTIN_RUBRICS = Path(__file__).resolve().parents[2] / "rubrics"
+COMMAND_GROUP = "cliptune.commands"
 
 
 def _rubric_path(value: str) -> Path:
@@ -55,7 +60,7 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create a project folder with its database and rubric."""
-    from curation.store import Project
+    from curation.records.store import Project
 
     created = Project.init(project, _rubric_path(rubric), name=name)
     result = {"project": created.name, "path": str(project), "rubric": created.rubric.name,
@@ -81,7 +86,7 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Add video files: hash, skip duplicates, probe, make browser proxies and thumbnails, join metadata."""
-    from curation.ingest import ingest as run_ingest
+    from curation.media.ingest import ingest as run_ingest
 
     opened = open_project(project)
     with progress_bar("ingest", enabled=not as_json) as update:
@@ -101,7 +106,7 @@ def ingest(
 @app.command()
 def status(project: ProjectArg, as_json: JsonOption = False) -> None:
     """Counts of clips, users, annotations and reviews."""
-    from curation.status import project_status
+    from curation.records.status import project_status
 
     result = project_status(open_project(project))
     if as_json:
@@ -150,7 +155,7 @@ def users_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a person. The password comes from $CLIPTUNE_PASSWORD (or --password-env) or a prompt."""
-    from curation.users import add_user
+    from curation.records.users import add_user
 
     opened = open_project(project)
     password = os.environ.get(password_env)
@@ -168,7 +173,7 @@ def users_add(
 @users_app.command("list")
 def users_list(project: ProjectArg, as_json: JsonOption = False) -> None:
     """List the people in a project."""
-    from curation.users import list_users
+    from curation.records.users import list_users
 
     users = [{"name": u.name, "role": u.role, "can_log_in": bool(u.password_hash), "active": u.active}
              for u in list_users(open_project(project))]
@@ -189,7 +194,7 @@ def assign_command(
     as_json: JsonOption = False,
 ) -> None:
     """Assign unassigned clips: each once, a share --overlap to --per-clip annotators, load balanced."""
-    from curation.assign import assign
+    from curation.team.assign import assign
 
     report = assign(open_project(project), annotators.split(","), overlap=overlap, per_clip=per_clip,
                     random_state=random_state)
@@ -207,7 +212,7 @@ def import_annotations_command(
     as_json: JsonOption = False,
 ) -> None:
     """Import existing labels. Bad lines are reported by line number; the good ones are imported."""
-    from curation.imports import import_annotations
+    from curation.records.imports import import_annotations
 
     report = import_annotations(open_project(project), path)
     if as_json:
@@ -228,7 +233,7 @@ def resolve_command(
     as_json: JsonOption = False,
 ) -> None:
     """Gold answers (adjudicated > unanimous > majority) and the review queue, most disputed first."""
-    from curation.resolve import resolve
+    from curation.review.resolve import resolve
 
     result = resolve(open_project(project), policy)
     summary = result.summary()
@@ -264,7 +269,7 @@ def sample(
     """Generate the synthetic surveillance sample (door, people, badge reader, day/night, cameras)."""
     from dataclasses import asdict
 
-    from curation.synthetic import generate_sample
+    from curation.media.synthetic import generate_sample
 
     info = generate_sample(out_dir, n_clips=clips, random_state=random_state, shortcut=shortcut,
                            near_duplicates=near_duplicates)
@@ -286,7 +291,7 @@ def agree_command(
     as_json: JsonOption = False,
 ) -> None:
     """Agreement per rubric field (Krippendorff's alpha by the field's level, with 95 % CIs) and per annotator."""
-    from curation.agreement import agreement_report
+    from curation.review.field_agreement import agreement_report
 
     report = agreement_report(open_project(project), n_boot=n_boot, random_state=random_state)
     if as_json:
@@ -310,11 +315,31 @@ def agree_command(
     out.print(people)
 
 
-# The other parts' verbs register themselves on `app` when imported; their heavy imports (torch, Streamlit,
-# the Label Studio SDK) stay inside each command, so `cliptune --help` stays fast.
-from annotate_ui import cli as _annotate_ui_cli  # noqa: E402,F401
-from curation import cli_dataset as _dataset_cli  # noqa: E402,F401
-from training import cli as _training_cli  # noqa: E402,F401
+# The data lead's verbs: inside this package, so a plain import registers them on `app`.
+from curation.cli import dataset as _dataset_verbs  # noqa: E402,F401
+
+
+def load_commands(target: typer.Typer = app) -> list[str]:
+    """Add the verbs registered under the ``cliptune.commands`` entry-point group to ``target``.
+
+    Returns one line per part that could not be loaded (its verbs are left out). Heavy imports (torch, Streamlit,
+    the Label Studio SDK) stay inside each command, so loading is fast.
+    """
+    unavailable = []
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda entry: entry.name):
+        try:
+            entry.load()(target)
+        except ImportError as exc:
+            unavailable.append(f"{entry.name} verbs unavailable: {exc}")
+    if not entry_points(group=COMMAND_GROUP):
+        unavailable.append("the app, Label Studio and training verbs are unavailable: cliptune is not installed "
+                           "(run `make install`, or `pip install -e .` in this folder)")
+    return unavailable
+
+
+_unavailable = load_commands()
+if _unavailable:
+    app.info.epilog = "  \n".join(_unavailable)
 
 
 def main(argv: list[str] | None = None) -> int:

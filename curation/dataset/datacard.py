@@ -1,6 +1,6 @@
 """The data card (``OUT/README.md``) of an export: what is in it, how it was drawn, and how far to trust it.
 
-A plain function over the facts :mod:`curation.export` gathered; it reads nothing itself.
+A plain function over the facts :mod:`curation.dataset.export` gathered; it reads nothing itself.
 
 Example::
 
@@ -52,7 +52,7 @@ def _generic(data: Any) -> str:
 
 
 def render_datacard(facts: dict[str, Any]) -> str:
-    """Markdown data card from the facts an export gathered (see :func:`curation.export.export_dataset`)."""
+    """Markdown data card from the facts an export gathered (see :func:`curation.dataset.export.export_dataset`)."""
     rubric = facts["rubric"]
     counts = facts["counts"]
     split = facts.get("split") or {}

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.video import write_video
+from curation.media.video import write_video
 
 EVENTS = ("NO_ACTIVITY", "NORMAL_ENTRY", "TAILGATING", "INTRUSION")
 EVENT_SHARES = (0.35, 0.40, 0.13, 0.12)  # TAILGATING and INTRUSION are the rare events

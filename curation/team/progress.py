@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from curation.annotations import AnnotationRecord, current_annotations
-from curation.assign import assigned_clips
 from curation.errors import CliptuneError
-from curation.store import Annotation, Assignment, Clip, Project, User
+from curation.records.annotations import AnnotationRecord, current_annotations
+from curation.records.store import Annotation, Assignment, Clip, Project, User
+from curation.team.assign import assigned_clips
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def review_sheet(project: Project, clip_id: int) -> ReviewSheet:
     Fields differ by the rubric's own rule (tolerance for numbers and times, similarity for text), the same rule
     that decides gold answers, so what the reviewer sees highlighted is what sent the clip to review.
     """
-    from curation.resolve import values_agree
+    from curation.review.resolve import values_agree
 
     rubric = project.rubric
     answers = sorted(current_annotations(project, clip_ids=[clip_id]), key=lambda a: a.user)
@@ -221,7 +221,7 @@ def label_distribution(project: Project, *, gold: bool = False) -> dict[str, dic
     rubric = project.rubric
     names = [f.name for f in rubric.fields if f.type in ("choice", "ordinal")]
     if gold:
-        from curation.resolve import resolve
+        from curation.review.resolve import resolve
 
         rows = [g.fields for g in resolve(project).gold.values()]
     else:
@@ -234,12 +234,12 @@ def label_distribution(project: Project, *, gold: bool = False) -> dict[str, dic
 
 
 def forecast(project: Project, target: int) -> dict[str, Any]:
-    """:func:`curation.budget.budget_forecast` (labelling, held-out and review work at the team's measured pace)
+    """:func:`curation.team.budget.budget_forecast` (labelling, held-out and review work at the team's measured pace)
     in one flat shape for the dashboard, its whole answer kept under ``detail``. Keys: target, hours_total,
     hours_remaining, seconds_per_clip, clips_per_hour, pace_source, parts ({label, hold_out, review} hours),
     source, detail.
     """
-    from curation.budget import budget_forecast
+    from curation.team.budget import budget_forecast
 
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise CliptuneError(f"target must be a whole number of clips, at least 1, got {target}")
@@ -249,12 +249,12 @@ def forecast(project: Project, target: int) -> dict[str, Any]:
             "hours_remaining": detail.get("remaining_hours"), "seconds_per_clip": pace.get("seconds_per_clip"),
             "clips_per_hour": pace.get("clips_per_hour"), "pace_source": pace.get("source"),
             "parts": {part: (detail.get(part) or {}).get("hours") for part in ("label", "hold_out", "review")},
-            "source": "curation.budget", "detail": detail}
+            "source": "curation.team.budget", "detail": detail}
 
 
 def agreement(project: Project, *, n_boot: int = 500, random_state: int = 0) -> dict[str, Any]:
-    """:func:`curation.agreement.agreement_report` with the dashboard's bootstrap size."""
-    from curation.agreement import agreement_report
+    """:func:`curation.review.agreement.agreement_report` with the dashboard's bootstrap size."""
+    from curation.review.field_agreement import agreement_report
 
     return agreement_report(project, n_boot=n_boot, random_state=random_state)
 
@@ -264,7 +264,7 @@ def data_version(project: Project) -> tuple[int, int, int]:
     assignments change, so costly summaries (agreement bootstraps) can be cached on it."""
     from sqlalchemy import func
 
-    from curation.store import Review
+    from curation.records.store import Review
 
     with project.session() as session:
         return (session.scalar(select(func.max(Annotation.id))) or 0, session.scalar(select(func.max(Review.id))) or 0,
