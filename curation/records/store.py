@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,16 +31,24 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     func,
     select,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from curation.errors import StoreError
+from curation.records.engine import busy_message, busy_timeout_s, is_busy, make_engine
+from curation.records.sqlite_file import (
+    BACKUPS_FOLDER,
+    automatic_backup_file,
+    damage_message,
+    describe_database_error,
+    file_problem,
+    is_damage,
+    sqlite_file_of,
+)
 from curation.rubric import Rubric, load_rubric, parse_rubric_text
 
 SCHEMA_VERSION = 1
@@ -47,6 +56,7 @@ DATABASE_NAME = "cliptune.db"
 ROLES = ("annotator", "reviewer", "lead")
 ANNOTATION_STATUSES = ("submitted", "skipped", "unclear")
 ANNOTATION_SOURCES = ("ui", "label_studio", "import")
+WRITE_LOCK_ATTEMPTS = 3  # SQLite may answer "busy" early (e.g. while recovering a log): try again, within the wait
 
 
 def utcnow() -> datetime:
@@ -201,37 +211,13 @@ def _append_only_triggers() -> list[str]:
     return statements
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``. SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE for writes."""
-    if not url.startswith("sqlite"):
-        return create_engine(url)
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's implicit BEGIN is DEFERRED).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get("immediate", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
 class Project:
     """An open project: its folder, database engine and current rubric."""
 
-    def __init__(self, path: Path, engine: Engine):
+    def __init__(self, path: Path, engine: Engine, *, busy_timeout: float | None = None):
         self.path = path
         self.engine = engine
+        self.busy_timeout = busy_timeout_s() if busy_timeout is None else busy_timeout
         self._writer = engine.execution_options(immediate=True)
         self._rubric: Rubric | None = None
         self._rubric_version: str | None = None
@@ -281,19 +267,36 @@ class Project:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, database_url: str | None = None) -> Project:
-        """Open an existing project. A project written by a newer cliptune is a clear error, not a guess."""
+        """Open an existing project. A project written by a newer cliptune, a damaged database file and a file
+        that is no database at all are clear errors, not guesses. Before the additive schema upgrade an older
+        project needs, the database is backed up to PROJECT/backups/ (see :func:`automatic_backup_file`)."""
         path = Path(path)
         database_url = database_url or os.environ.get("CLIPTUNE_DATABASE_URL")
         if database_url is None and not (path / DATABASE_NAME).exists():
             raise StoreError(f"{path} is not a cliptune project (no {DATABASE_NAME}); create it with `cliptune init`")
-        engine = make_engine(database_url or _sqlite_url(path))
+        url = database_url or _sqlite_url(path)
+        database = sqlite_file_of(url)
+        if database is not None and database.exists():
+            problem = file_problem(database)
+            if problem is not None:
+                raise StoreError(damage_message(database, problem, path))
+        timeout = busy_timeout_s()
+        engine = make_engine(url, busy_timeout=timeout)
         try:
             with Session(engine) as session:
                 row = session.get(Meta, "schema_version")
-        except OperationalError as exc:
+        except StoreError:
+            engine.dispose()
+            raise
+        except DatabaseError as exc:
+            engine.dispose()
+            if is_damage(exc):
+                raise StoreError(describe_database_error(database, exc, path)) from None
             raise StoreError(f"{path}: cannot read the project database: {exc.orig}") from None
         if row is None:
             raise StoreError(f"{path}: the database has no schema version; it was not made by cliptune")
+        if not row.value.isdigit():
+            raise StoreError(damage_message(database, f"has an unreadable schema version {row.value!r}", path))
         if int(row.value) > SCHEMA_VERSION:
             raise StoreError(
                 f"{path} was written by a newer cliptune (schema {row.value}; this one understands up to "
@@ -305,11 +308,18 @@ class Project:
         from sqlalchemy.schema import CreateIndex, CreateTable
 
         if not inspect(engine).has_table(ClipFeatures.__tablename__):
-            with engine.begin() as connection:
-                connection.execute(CreateTable(ClipFeatures.__table__, if_not_exists=True))
-                for index in ClipFeatures.__table__.indexes:
-                    connection.execute(CreateIndex(index, if_not_exists=True))
-        return cls(path, engine)
+            if database is not None:  # a server database is backed up by its server
+                automatic_backup_file(database, path / BACKUPS_FOLDER, "schema-upgrade")
+            try:
+                with engine.begin() as connection:
+                    connection.execute(CreateTable(ClipFeatures.__table__, if_not_exists=True))
+                    for index in ClipFeatures.__table__.indexes:
+                        connection.execute(CreateIndex(index, if_not_exists=True))
+            except OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                raise StoreError(busy_message(database or path, timeout)) from None
+        return cls(path, engine, busy_timeout=timeout)
 
     # -- sessions --------------------------------------------------------------------------------------
     def session(self) -> Session:
@@ -318,8 +328,28 @@ class Project:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction holding SQLite's write lock from its first statement; commits on exit."""
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+        """A write transaction holding SQLite's write lock from the start; commits on exit.
+
+        Waits up to ``busy_timeout`` seconds for another writer's lock, then raises a StoreError that says so
+        (never a raw "database is locked"). The lock is taken before the block runs, so a refusal loses nothing.
+        """
+        started = time.monotonic()
+        for attempt in range(1, WRITE_LOCK_ATTEMPTS + 1):
+            session = Session(self._writer, expire_on_commit=False)
+            transaction = session.begin()
+            try:
+                session.connection()  # runs BEGIN IMMEDIATE: the write lock, or the wait for it
+                break
+            except BaseException as exc:
+                session.close()
+                if not (isinstance(exc, OperationalError) and is_busy(exc)):
+                    raise
+                waited = time.monotonic() - started
+                if attempt == WRITE_LOCK_ATTEMPTS or waited >= self.busy_timeout:
+                    raise StoreError(busy_message(sqlite_file_of(self.engine.url) or self.path,
+                                                   self.busy_timeout)) from None
+                time.sleep(min(0.05 * attempt, max(self.busy_timeout - waited, 0.0)))
+        with session, transaction:
             yield session
 
     @property
