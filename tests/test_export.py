@@ -43,7 +43,7 @@ def exported(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
               if r["file"] in DISPUTED]
     labels = base / "labels.jsonl"
     labels.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    assert not import_annotations(project, labels).failed
+    assert not import_annotations(project, labels, create_users=True).failed
     with project.session() as session:
         by_path = {c.path: c.id for c in session.scalars(select(Clip))}
     # A near-duplicate cluster linking a CAM-1 clip and a CAM-2 clip: the two cameras become one group.
@@ -238,13 +238,13 @@ def test_held_out_clips_that_lose_their_gold_are_left_out_and_counted(project: P
     gold = [{"clip": c, "annotator": "gt", "fields": {"event": events[i % 4], "persons": 1, "badge_events": 1,
                                                       "door": 1, "time": "01:00"}} for i, c in enumerate(ids)]
     (tmp_path / "gold.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gold))
-    import_annotations(project, tmp_path / "gold.jsonl")
+    import_annotations(project, tmp_path / "gold.jsonl", create_users=True)
     split = split_project(project, test_size=0.2, freeze=True)
     held_out = [c for c, side in split.assignment.items() if side == "test"]
     # A second annotator disagrees on every held-out clip: they need review now, so nothing held out is gold.
     dissent = [dict(g, annotator="ben", fields=dict(g["fields"], door=2)) for g in gold if g["clip"] in held_out]
     (tmp_path / "dissent.jsonl").write_text("".join(json.dumps(d) + "\n" for d in dissent))
-    import_annotations(project, tmp_path / "dissent.jsonl")
+    import_annotations(project, tmp_path / "dissent.jsonl", create_users=True)
     report = export_dataset(project, tmp_path / "out", formats="hf,trl")
     assert report["counts"]["test"] == 0 and report["counts"]["train_clips"] == 24 - len(held_out)
     assert report["left_out"]["in_split_without_gold"] == len(held_out) == report["left_out"]["needs_review"]

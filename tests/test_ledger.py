@@ -18,6 +18,7 @@ from sqlalchemy import select
 from curation.dataset.ledger import current_split, split_groups, split_project
 from curation.errors import CliptuneError
 from curation.records.imports import import_annotations
+from curation.records.sqlite_file import automatic_backups
 from curation.records.store import Clip, Project, SplitEntry
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
@@ -45,7 +46,7 @@ def add_labelled(project: Project, specs: list[tuple[str, str | None]], start: i
     if lines:
         path = (tmp or project.path) / f"labels-{start}.jsonl"
         path.write_text("\n".join(lines) + "\n")
-        assert import_annotations(project, path).imported == len(lines)
+        assert import_annotations(project, path, create_users=True).imported == len(lines)
     return ids
 
 
@@ -93,7 +94,7 @@ def test_only_gold_clips_are_split_and_the_rest_is_counted(project: Project, tmp
     path = tmp_path / "other.jsonl"
     path.write_text("".join(json.dumps({"clip": c, "annotator": "ben", "fields": fields_for("INTRUSION", 3)}) + "\n"
                             for c in disputed))
-    import_annotations(project, path)
+    import_annotations(project, path, create_users=True)
     result = split_project(project, test_size=0.25)
     assert set(result.assignment) == set(ids[2:16])
     assert set(current_split(project)) == set(ids[2:16])
@@ -223,3 +224,21 @@ def test_a_split_that_read_a_stale_ledger_writes_nothing(project: Project, monke
     assert current_split(project) == ledger
     with project.session() as session:
         assert len(session.scalars(select(SplitEntry)).all()) == 32
+
+
+def test_a_split_over_an_earlier_one_backs_the_database_up_first(project: Project) -> None:
+    rng = np.random.default_rng(4)
+    add_labelled(project, [(f"camera:cam{i % 8}", str(rng.choice(EVENTS, p=[0.4, 0.4, 0.1, 0.1])))
+                           for i in range(48)])
+    backups = project.path / "backups"
+    split_project(project, test_size=0.25, stratify="event", random_state=0)
+    assert not backups.exists() or not list(backups.iterdir())  # the first split replaces nothing
+    first = current_split(project)
+    split_project(project, test_size=0.25, stratify="event", random_state=0, freeze=True)
+    split_project(project, test_size=0.25, stratify="event", random_state=0, freeze=True)
+    kept = [path.name for path in automatic_backups(backups)]  # oldest first
+    assert len(kept) == 2 and kept[0].endswith("-split.db") and kept[1].endswith("-refreeze.db")
+    # the backup taken before the freeze holds the draft split as it was
+    with sqlite3.connect(backups / kept[0]) as connection:
+        rows = dict(connection.execute("SELECT clip_id, split FROM split_ledger WHERE frozen = 0").fetchall())
+    assert rows == {clip_id: entry.split for clip_id, entry in first.items()}

@@ -13,6 +13,7 @@ from curation.cli.common import (
     JsonOption,
     ProjectArg,
     app,
+    err,
     fmt_counts,
     open_project,
     out,
@@ -102,6 +103,9 @@ def export_command(
     out.print(f"exported {counts['train_clips']} train clips ({counts['train']} rows) and {counts['test_clips']} "
               f"held-out clips to {out_dir} as {', '.join(report['formats'])}; left out: "
               f"{fmt_counts(report['left_out'])}. Data card: {out_dir / 'README.md'}")
+    if report.get("split_state") == "draft":
+        err.print(f"warning: the split is a draft ({report['draft_clips']} clips not frozen): run `cliptune split "
+                  "--freeze` before training a model you will report on", highlight=False)
 
 
 @app.command("budget")

@@ -60,6 +60,7 @@ def render_datacard(facts: dict[str, Any]) -> str:
            f"Exported by cliptune {facts['cliptune_version']} on {facts['created_at']} (UTC). "
            f"Dataset version `{facts['dataset_version']}`, rubric `{rubric['name']}` version `{rubric['version']}` "
            f"(its text is in `rubric.yaml`).\n\n",
+           _split_state(facts),
            "Only gold answers are exported: reviewer adjudications and answers all annotators agreed on"
            + (", and per-field majorities (policy `majority`).\n" if facts["policy"] == "majority" else
               " (policy `unanimous`: no majority votes).\n"),
@@ -102,6 +103,20 @@ def render_datacard(facts: dict[str, Any]) -> str:
             else "_no audit findings were passed to this export (run the audit and export again with them)_\n",
             "\n## Files\n\n", _files(facts)]
     return "".join(out)
+
+
+def _split_state(facts: dict[str, Any]) -> str:
+    """A draft split may still move clips between train and test: say so before anything else."""
+    text = ""
+    if facts.get("split_state") == "draft":
+        text += (f"> **Draft split** — {facts.get('draft_clips', '?')} clips of the split ledger are not frozen: a "
+                 "later `cliptune split` may move them between train and test. Do not report results on this "
+                 "export; run `cliptune split --freeze` and export again.\n\n")
+    exported = facts.get("exported_clips_version")
+    if exported and exported != facts["dataset_version"]:
+        text += (f"Not every clip of the split is in this export (see *Left out*): the exported clips and their "
+                 f"sides hash to `{exported}`.\n\n")
+    return text
 
 
 def _oversampling(report: dict[str, Any]) -> str:

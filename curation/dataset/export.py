@@ -6,14 +6,16 @@ Layout of ``OUT`` (a trainer reads this, never the project store)::
     llamafactory/       train.jsonl, test.jsonl (sharegpt, <video> tags), dataset_info.json
     swift/              train.jsonl, test.jsonl (ms-swift messages, <video> tags)
     trl/                train.jsonl, test.jsonl (messages with {"type": "video"} content parts)
-    media/              the clips' proxies, with --copy-media
+    media/              the clips' proxies, with --copy-media (hard links where OUT is on the project's filesystem)
     rubric.yaml  export.json  README.md (data card)  manifest.json (sha256 of every file)
 
 Video paths are relative: to ``OUT`` in ``hf``, ``swift`` and ``trl``, and to ``OUT/llamafactory`` in
 ``llamafactory`` (LLaMA-Factory joins them to its ``media_dir``, which defaults to the ``dataset_dir``). Only
 clips with a gold answer and a side in the split ledger are exported; the rest are counted in the card.
 The export is written to a temporary folder beside ``OUT`` and moved into place at the end, so a failed export
-leaves no half-written folder and an earlier export stays intact until the new one is complete.
+leaves no half-written folder and an earlier export stays intact until the new one is complete; a killed one's
+folder is removed by the next export into ``OUT`` (see :mod:`curation.dataset.staging`). ``dataset_version`` is
+the split ledger's version; ``split_state`` says ``draft`` while any clip of the ledger is not frozen.
 
 Example::
 
@@ -23,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import posixpath
@@ -36,8 +39,16 @@ from sqlalchemy import select
 
 from curation import __version__
 from curation.dataset.datacard import render_datacard
-from curation.dataset.ledger import SPLITS, current_split, dataset_version, last_split_params, split_groups
+from curation.dataset.ledger import (
+    SPLITS,
+    current_split,
+    dataset_version,
+    last_split_params,
+    ledger_version,
+    split_groups,
+)
 from curation.dataset.oversample import OversampleConfig, frame_offsets, plan_oversampling
+from curation.dataset.staging import staged
 from curation.errors import CliptuneError
 from curation.media.ingest import sha256_file
 from curation.records.store import Clip, Project, RubricRow
@@ -63,22 +74,6 @@ def parse_formats(formats: str | Sequence[str]) -> list[str]:
     if unknown or not names:
         raise CliptuneError(f"--format {','.join(names) or '(empty)'}: choose from {','.join(FORMATS)}")
     return [f for f in FORMATS if f in names]
-
-
-def _prepare_out(out: Path, overwrite: bool) -> Path:
-    if out.exists() and not out.is_dir():
-        raise CliptuneError(f"{out} is a file; give a folder for the export")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / "export.json").exists():
-            raise CliptuneError(f"{out} is not empty and is not a cliptune export; choose an empty or new folder")
-        if not overwrite:
-            raise CliptuneError(f"{out} already holds an export; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    return staging
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -127,7 +122,14 @@ def _media_path(project: Project, clip: Clip, out: Path, staging: Path, copy_med
         relative = f"media/{clip.sha256}{source.suffix}"
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        try:
+            # A hard link costs no space, so a killed export's staging folder never holds a media copy. Safe
+            # because proxies are never changed in place: video.write_video renames a new file over the old.
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+            shutil.copyfile(source, target)  # another filesystem, or one without hard links
         return relative
     return Path(os.path.relpath(source.resolve(), out.resolve())).as_posix()
 
@@ -158,23 +160,8 @@ def export_dataset(
     if not clips:
         raise CliptuneError(f"nothing to export: no clip has both a gold answer and a side in the split "
                             f"(left out: {gathered['left_out']})")
-    staging = _prepare_out(out, overwrite)
-    try:
+    with staged(out, overwrite) as staging:
         report = _write_export(project, out, staging, formats, config, copy_media, policy, gathered, audit_findings)
-        if out.exists():
-            retired = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(retired)
-            try:
-                staging.rename(out)
-            except BaseException:
-                retired.rename(out)  # the earlier export stays where it was
-                raise
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     project.log("export", out=str(out), formats=formats, counts=report["counts"],
                 dataset_version=report["dataset_version"])
     return report
@@ -187,6 +174,13 @@ def _write_export(project: Project, out: Path, staging: Path, formats: list[str]
     golds = [resolution.gold[c.id] for c in clips]
     sides = [ledger[c.id].split for c in clips]
     copies, over_report = plan_oversampling([g.fields for g in golds], [s == "test" for s in sides], rubric, config)
+    # The ledger's version, not a hash of the clips exported: the two differed whenever clips of the split were
+    # left out (a held-out clip that lost its gold answer, missing media, a train copy of a held-out group), so
+    # an export could not be traced to its split. What was actually exported has its own hash beside it.
+    version = ledger_version(project, ledger)
+    exported_version = dataset_version({c.id: s for c, s in zip(clips, sides, strict=True)},
+                                       {c.id: c.sha256 for c in clips}, project.rubric_version)
+    draft_clips = sum(1 for entry in ledger.values() if not entry.frozen)
 
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
     for clip, gold, side, n_copies in zip(clips, golds, sides, copies.tolist(), strict=True):
@@ -201,7 +195,7 @@ def _write_export(project: Project, out: Path, staging: Path, formats: list[str]
             })
     written: list[str] = []
     if "hf" in formats:
-        _write_hf(staging / "hf", rows)
+        _write_hf(staging / "hf", rows, _hf_description(project, version, draft_clips))
         written.append("hf")
     writers = {"llamafactory": _llamafactory_record, "swift": _swift_record, "trl": _trl_record}
     for name in ("llamafactory", "swift", "trl"):
@@ -221,8 +215,6 @@ def _write_export(project: Project, out: Path, staging: Path, formats: list[str]
         rubric_text = session.get(RubricRow, project.rubric_version).text
     (staging / "rubric.yaml").write_text(rubric_text, encoding="utf-8")
 
-    version = dataset_version({c.id: s for c, s in zip(clips, sides, strict=True)},
-                              {c.id: c.sha256 for c in clips}, project.rubric_version)
     counts = {side: len(rows[side]) for side in SPLITS}
     counts.update({f"{side}_clips": sides.count(side) for side in SPLITS})
     report = {
@@ -230,6 +222,9 @@ def _write_export(project: Project, out: Path, staging: Path, formats: list[str]
         "project": project.name,
         "rubric": {"name": rubric.name, "version": project.rubric_version},
         "dataset_version": version,
+        "split_state": "draft" if draft_clips else "frozen",  # draft: a later `cliptune split` may move clips
+        "draft_clips": draft_clips,
+        "exported_clips_version": exported_version,
         "created_at": datetime.now(UTC).replace(microsecond=0, tzinfo=None).isoformat(),
         "counts": counts,
         "per_class": _per_class(rubric, golds, sides, copies.tolist()),
@@ -251,12 +246,20 @@ def _write_export(project: Project, out: Path, staging: Path, formats: list[str]
     return report
 
 
-def _write_hf(path: Path, rows: dict[str, list[dict[str, Any]]]) -> None:
+def _hf_description(project: Project, version: str, draft_clips: int) -> str:
+    state = (f"DRAFT split ({draft_clips} clips not frozen): a later `cliptune split` may move clips between train "
+             "and test; do not report results on it" if draft_clips else "frozen split")
+    return f"cliptune export of project {project.name}, dataset version {version}: {state}."
+
+
+def _write_hf(path: Path, rows: dict[str, list[dict[str, Any]]], description: str) -> None:
     import datasets
 
     features = _hf_features()
     splits = {side: datasets.Dataset.from_dict({c: [r[c] for r in rows[side]] for c in HF_COLUMNS},
-                                               features=features) for side in SPLITS}
+                                               features=features,
+                                               info=datasets.DatasetInfo(description=description, features=features))
+              for side in SPLITS}
     quiet = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a library call must not draw bars on the caller's terminal
     try:

@@ -141,6 +141,18 @@ def dataset_version(assignment: dict[int, str], clip_sha: dict[int, str], rubric
     return digest.hexdigest()[:12]
 
 
+def ledger_version(project: Project, ledger: dict[int, LedgerEntry] | None = None) -> str:
+    """The dataset version of the ledger as it stands, over every clip with a side (frozen or draft).
+
+    :func:`split_project` hashes the same set when it stamps its rows (the frozen clips plus the gold clips it
+    placed are exactly what the ledger holds afterwards), so this is the latest split's version; an export reports
+    it too. Older frozen rows keep the version of the split that froze them."""
+    ledger = current_split(project) if ledger is None else ledger
+    with project.session() as session:
+        shas = {row.id: row.sha256 for row in session.execute(select(Clip.id, Clip.sha256))}
+    return dataset_version({c: e.split for c, e in ledger.items() if c in shas}, shas, project.rubric_version)
+
+
 def split_project(
     project: Project,
     *,
@@ -220,6 +232,10 @@ def split_project(
     version = dataset_version(full, clip_sha, project.rubric_version)
     new_ids = [c for c in gold_ids if c not in frozen]
 
+    if ledger:  # the earlier split is replaced (a draft) or extended (a re-freeze): keep a copy first
+        from curation.records.maintenance import automatic_backup
+
+        automatic_backup(project, "refreeze" if freeze and frozen else "split")
     _install_triggers(project)
     with project.write() as session:
         # The write lock is held from here: a split that froze clips since we read the ledger wins, this one stops.

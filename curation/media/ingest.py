@@ -2,7 +2,9 @@
 
 Each source file's clips are committed in one transaction after their proxies exist, so an ingest killed
 half-way and run again ends with every clip exactly once. A file that cannot be decoded is listed with its
-reason and the rest goes on.
+reason and the rest goes on. Files are committed in sorted order whatever order the workers finish in, so the
+same media gets the same clip ids (hence the same split and dataset version) on every machine. Workers die with
+the ingest that started them, and the next ingest removes the temporary files a killed one left behind.
 
 Example::
 
@@ -13,10 +15,13 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +148,51 @@ def read_metadata(path: str | os.PathLike, group_by: str | None = None) -> dict[
     return {str(row.pop(key)).replace("\\", "/").strip("/"): row for row in records}
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): signal 0 went through, so it exists
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def remove_stale_parts(folders: Iterable[Path]) -> int:
+    """Delete ``.NAME.PID.part`` files (see :func:`curation.media.video.write_video`) whose writer is gone.
+
+    A killed worker cannot run its own clean-up; a live PID's file belongs to a concurrent ingest and stays."""
+    removed = 0
+    for folder in folders:
+        for part in folder.glob(".*.part") if folder.is_dir() else ():
+            pid = part.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                part.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the kernel SIGKILLs this worker when the ingest that forked it dies, even by SIGKILL.
+
+    Without it, a killed ingest's workers wait on their task queue forever (they hold its write end too)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0) != 0:
+        return  # best effort: the worker still works, it just may outlive a killed parent
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _match_metadata(relative: str, metadata: dict[str, dict[str, str]], by_name: dict[str, str]) -> dict | None:
     if relative in metadata:
         return metadata[relative]
@@ -225,7 +275,11 @@ def ingest(
         name = Path(key).name
         by_name[name] = key if name not in by_name else ""  # ambiguous base names match by full path only
     files, ignored = scan(sources, frozenset(e.lower() for e in extensions))
+    # One order for every run: clip ids, and which copy of a file seen twice is kept, do not depend on the order
+    # the sources were named in, nor on which worker finishes first.
+    files.sort(key=lambda f: (f.relative, str(f.root)))
     report = IngestReport(ignored=ignored, source_files=len(files))
+    remove_stale_parts([project.path / "media" / "proxies", project.path / "media" / "thumbs"])
 
     with project.session() as session:
         known_sources = set(session.scalars(select(Clip.source_sha256)))
@@ -288,11 +342,16 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int) -> Iterable[tuple[dict[s
         for job in jobs:
             yield job, _prepare_file(job)
         return
-    executor: Executor = ProcessPoolExecutor(max_workers=workers)
+    # fork keeps the workers children of this process (the death-signal check relies on it) and starts them fast.
+    context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+    executor: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                             initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
-        futures = {executor.submit(_prepare_file, job): job for job in jobs}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        futures = [executor.submit(_prepare_file, job) for job in jobs]
+        # In job order, not finishing order: a result that is ready early waits in its future until every earlier
+        # file is committed, so ids follow the sorted file list and a killed ingest keeps a committed prefix.
+        for job, future in zip(jobs, futures, strict=True):
+            yield job, future.result()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
