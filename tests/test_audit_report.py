@@ -36,7 +36,7 @@ def labelled(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     answers = folder / "answers.jsonl"
     answers.write_text("".join(json.dumps({"clip": r["file"], "annotator": "gt", "fields": r["fields"]}) + "\n"
                                for r in map(json.loads, (sample_dir / "ground_truth.jsonl").open())))
-    assert import_annotations(project, answers).imported == 12
+    assert import_annotations(project, answers, create_users=True).imported == 12
     return folder
 
 

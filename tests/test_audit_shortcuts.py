@@ -173,7 +173,7 @@ def _labelled_project(root: Path, *, shortcut: str | None, n_clips: int, random_
     answers = root / "answers.jsonl"
     answers.write_text("".join(json.dumps({"clip": r["file"], "annotator": "gt", "fields": r["fields"]}) + "\n"
                                for r in lines))
-    assert import_annotations(project, answers).imported == n_clips
+    assert import_annotations(project, answers, create_users=True).imported == n_clips
     return project
 
 

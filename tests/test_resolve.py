@@ -15,7 +15,8 @@ from curation.records.imports import import_annotations
 from curation.records.status import project_status
 from curation.records.store import Clip, Project
 from curation.records.users import add_user, list_users
-from curation.review.resolve import resolve, resolve_answers, values_agree
+from curation.review.consensus import resolve_answers, values_agree
+from curation.review.resolve import resolve
 from curation.rubric import load_rubric
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
@@ -129,7 +130,7 @@ def test_import_reports_bad_lines_and_imports_good_ones(labelled: tuple[Project,
         {"clip": clips[0], "annotator": "ben", "fields": BASE, "colour": "red"},
         {"clip": clips[3], "annotator": "cho", "status": "unclear", "comment": "too dark"},
     ]
-    report = import_annotations(project, write_jsonl(tmp_path / "labels.jsonl", lines))
+    report = import_annotations(project, write_jsonl(tmp_path / "labels.jsonl", lines), create_users=True)
     assert report.imported == 4 and report.users_created == ["newcomer"]
     errors = {f["line"]: f["error"] for f in report.failed}
     assert sorted(errors) == [4, 5, 6, 7, 8, 9, 10, 11, 12]
@@ -140,7 +141,7 @@ def test_import_reports_bad_lines_and_imports_good_ones(labelled: tuple[Project,
     assert project_status(project)["annotations"]["current"] == 4
     assert "newcomer" in [u.name for u in list_users(project)]
 
-    again = import_annotations(project, tmp_path / "labels.jsonl")
+    again = import_annotations(project, tmp_path / "labels.jsonl", create_users=True)
     assert again.imported == 0 and again.unchanged == 4 and len(again.failed) == 9
 
 
