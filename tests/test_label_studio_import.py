@@ -141,20 +141,25 @@ def test_a_malformed_export_reports_each_bad_task_and_imports_the_good_ones(proj
              bad_user, good[2]]
     report = import_export(project, _write(tmp_path, tasks))
 
-    errors = {str(f["task"]): f["error"] for f in report.failed}
-    assert set(errors) == {"60", "61", "62", "#4", "63", "64", "65"}
-    assert "missing 'data'" in errors["60"]
-    assert "annotation 101: event: 'FIRE' is not one of" in errors["61"]
-    assert "persons: 'number' must be a number" in errors["62"] and "'lead_time' must be a number" in errors["62"]
-    assert "a task must be a JSON object" in errors["#4"]
-    assert "badge_events: required" in errors["63"] and "missing 'completed_by'" in errors["63"]
-    assert "cannot tell which clip" in errors["64"]
-    assert "bare user id 42" in errors["65"]
-    # The good tasks (both annotations of the first, one of the last) are in; nothing of a bad task is.
-    assert (report.tasks, report.imported) == (9, 3)
+    # A task that cannot be read fails as a whole; a bad answer fails alone, by task and annotation id.
+    errors = {(str(f["task"]), f.get("annotation")): f["error"] for f in report.failed}
+    assert set(errors) == {("60", None), ("61", 101), ("62", 102), ("#4", None), ("63", 100), ("63", 200),
+                           ("64", None), ("65", 100)}
+    assert "missing 'data'" in errors[("60", None)]
+    assert errors[("61", 101)].startswith("event: 'FIRE' is not one of")
+    assert "persons: 'number' must be a number" in errors[("62", 102)]
+    assert "'lead_time' must be a number" in errors[("62", 102)]
+    assert "a task must be a JSON object" in errors[("#4", None)]
+    assert "badge_events: required" in errors[("63", 100)] and "missing 'completed_by'" in errors[("63", 200)]
+    assert "cannot tell which clip" in errors[("64", None)]
+    assert "bare user id 42" in errors[("65", 100)]
+    # The good tasks (both annotations of the first, one of the last) are in, and so are the good answers on
+    # tasks with a bad one: bo's skip on 61; bo's answer on 65 is the one of the first task (same annotation).
+    assert (report.tasks, report.imported, report.skipped, report.unchanged) == (9, 4, 1, 1)
     stored = {(r.clip_id, r.user) for r in current_annotations(project, history=True)}
     clips = _clips(project)
-    assert stored == {(clips[0].id, "ana@lobby.test"), (clips[0].id, "bo@lobby.test"), (clips[2].id, "ana@lobby.test")}
+    assert stored == {(clips[0].id, "ana@lobby.test"), (clips[0].id, "bo@lobby.test"), (clips[1].id, "bo@lobby.test"),
+                      (clips[2].id, "ana@lobby.test")}
     assert get_user(project, "cy@lobby.test") is None
 
 

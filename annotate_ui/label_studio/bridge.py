@@ -9,9 +9,11 @@ adjudication, audit, splits, training). The pieces:
   ``LOCAL_FILES_SERVING_ENABLED=true LOCAL_FILES_DOCUMENT_ROOT=PROJECT/media``) or under a ``media_url`` you
   serve yourself. The task ↔ clip ids are kept in the project's event log (``label_studio_push`` events), so
   pushing again imports only new clips. Optionally a model's outputs go along as predictions
-  (pre-annotations) with their ``model_version``.
+  (pre-annotations) with their ``model_version``: inside the task import for new tasks, through the bulk
+  predictions endpoint for tasks pushed before (no request per prediction).
 - :func:`pull` exports the Label Studio project through the API and imports its annotations
   (:func:`annotate_ui.label_studio.tasks.import_tasks`: who, how long, skipped, new versions; idempotent).
+  Who is who is remembered per Label Studio user id (:mod:`annotate_ui.label_studio.identities`).
 - :func:`annotate_ui.label_studio.tasks.import_export` does the same from an exported JSON file, offline.
 
 The API key is a Label Studio personal access token (Account & Settings), given as ``api_key`` or in
@@ -47,13 +49,14 @@ from annotate_ui.label_studio.config import (
     label_config,
     result_from_fields,
 )
+from annotate_ui.label_studio.predictions import prediction_results, read_predictions
 from annotate_ui.label_studio.tasks import LabelStudioImportReport, _summary, import_export, import_tasks
-from curation.errors import CliptuneError, RubricError
 from curation.records.store import Clip, Event, Project
 
 PUSH_EVENT = "label_studio_push"
 PREDICTIONS_EVENT = "label_studio_predictions"
 IMPORT_BATCH = 500
+PREDICTIONS_BATCH = 1000  # predictions per bulk request for tasks pushed before
 
 
 @dataclass
@@ -203,14 +206,20 @@ def push(
     report.no_proxy = [c.id for c in clips if not c.proxy_path]
     new = [c for c in clips if c.proxy_path and c.id not in pushed]
     report.tasks_existing = sum(1 for c in clips if c.id in pushed)
+    results, report.predictions_failed = prediction_results(project.rubric, predictions or {})
+    done = set((link or {}).get("predictions", {}).get(model_version, set()))
+    predicted_now: set[int] = set()  # clips whose prediction went along with their new task
     if new:
         videos = _video_urls(project, new, media_url, document_root)
         if media_url is None:
             _ensure_local_storage(client, url, report.project_id, project, new)
         for offset in range(0, len(new), IMPORT_BATCH):
             batch = new[offset : offset + IMPORT_BATCH]
-            tasks = [{VIDEO_TAG: videos[c.id], FPS_KEY: c.fps, "clip_id": c.id, "cliptune_sha256": c.sha256,
-                      "clip_path": c.path} for c in batch]
+            # A new task carries its prediction in the import itself: no request per prediction.
+            tasks = [{"data": {VIDEO_TAG: videos[c.id], FPS_KEY: c.fps, "clip_id": c.id, "cliptune_sha256": c.sha256,
+                               "clip_path": c.path},
+                      **({"predictions": [{"result": results[c.id], "model_version": model_version}]}
+                         if c.id in results else {})} for c in batch]
             with _api("importing tasks", url):
                 response = client.projects.import_tasks(report.project_id, request=tasks, return_task_ids=True)
             ids = list(response.task_ids or [])
@@ -221,11 +230,22 @@ def push(
             added = dict(zip(ids, (c.id for c in batch), strict=True))
             task_map.update(added)
             report.tasks_added += len(added)
-            # Logged per batch: a push that stops half-way never imports the same clip twice when re-run.
-            project.log(PUSH_EVENT, url=url, project_id=report.project_id, tasks={str(k): v for k, v in added.items()})
-    if predictions:
-        done = (link or {}).get("predictions", {}).get(model_version, set())
-        _push_predictions(client, url, project, report, task_map, predictions, model_version, done)
+            predicted = [task for task, clip in added.items() if clip in results]
+            predicted_now.update(added[task] for task in predicted)
+            report.predictions_added += len(predicted)
+            # Logged per batch, tasks and their predictions together: a push that stops half-way never imports
+            # the same clip, or the same prediction, twice when re-run.
+            _log(project, (PUSH_EVENT, {"url": url, "project_id": report.project_id,
+                                        "tasks": {str(k): v for k, v in added.items()}}),
+                 *([(PREDICTIONS_EVENT, {"url": url, "project_id": report.project_id,
+                                         "model_version": model_version, "tasks": predicted})] if predicted else []))
+    if results:
+        later = {clip: result for clip, result in results.items() if clip not in predicted_now}
+        _push_predictions(client, url, project, report, task_map, later, model_version, done)
+        if report.predictions_added and (existing is None or existing.model_version != model_version):
+            # Label Studio shows the predictions of the project's current model version only.
+            with _api("setting the project's model version", url):
+                client.projects.update(report.project_id, model_version=model_version)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -277,57 +297,32 @@ def _ensure_local_storage(client: Any, url: str, project_id: int, project: Proje
                                                title="cliptune proxies")
 
 
+def _log(project: Project, *events: tuple[str, dict[str, Any]]) -> None:
+    """Several events in one transaction: remembered together or not at all."""
+    with project.write() as session:
+        session.add_all([Event(action=action, detail=detail) for action, detail in events])
+
+
 def _push_predictions(client: Any, url: str, project: Project, report: PushReport, task_map: dict[int, int],
-                      predictions: dict[int, Any], model_version: str, done: set[int]) -> None:
-    rubric = project.rubric
+                      results: dict[int, list], model_version: str, done: set[int]) -> None:
+    """Predictions for tasks pushed before: in bulk, :data:`PREDICTIONS_BATCH` per request."""
     task_of = {clip: task for task, clip in task_map.items()}
-    sent: list[int] = []
-    for clip_id, answer in predictions.items():
+    todo = []
+    for clip_id, result in results.items():
         task = task_of.get(clip_id)
         if task is None:
             report.predictions_failed.append({"clip": clip_id, "error": "not pushed to Label Studio"})
-            continue
-        if task in done:
+        elif task in done:
             report.predictions_existing += 1
-            continue
-        try:
-            fields = rubric.parse(answer) if isinstance(answer, str) else rubric.normalise(answer)
-        except RubricError as exc:
-            report.predictions_failed.append({"clip": clip_id, "error": str(exc)})
-            continue
-        with _api("adding a prediction", url):
-            client.predictions.create(task=task, result=result_from_fields(rubric, fields), model_version=model_version)
-        sent.append(task)
-    if sent:
-        # Label Studio shows the predictions of the project's current model version only.
-        with _api("setting the project's model version", url):
-            client.projects.update(report.project_id, model_version=model_version)
+        else:
+            todo.append({"task": task, "result": result, "model_version": model_version})
+    for offset in range(0, len(todo), PREDICTIONS_BATCH):
+        batch = todo[offset : offset + PREDICTIONS_BATCH]
+        with _api("adding predictions", url):
+            client.projects.import_predictions(report.project_id, request=batch)
+        sent = [item["task"] for item in batch]
         project.log(PREDICTIONS_EVENT, url=url, project_id=report.project_id, model_version=model_version, tasks=sent)
-    report.predictions_added = len(sent)
-
-
-def read_predictions(path: str | os.PathLike) -> dict[int, dict[str, Any] | str]:
-    """A model's answers from JSONL: ``{"clip": <clip id>, "output": "text"}`` or ``{"clip": id, "fields": {...}}``."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError) as exc:
-        raise CliptuneError(f"{path}: cannot read predictions ({type(exc).__name__}); give UTF-8 JSONL") from None
-    answers: dict[int, dict[str, Any] | str] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CliptuneError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
-        clip = record.get("clip") if isinstance(record, dict) else None
-        answer = record.get("output", record.get("fields")) if isinstance(record, dict) else None
-        if isinstance(clip, bool) or not isinstance(clip, int) or not isinstance(answer, str | dict):
-            raise CliptuneError(f'{path} line {number}: expected {{"clip": <clip id>, "output": "..."}} or '
-                                '{"clip": <clip id>, "fields": {...}}')
-        answers[clip] = answer
-    return answers
+        report.predictions_added += len(sent)
 
 
 def pull(
@@ -339,7 +334,11 @@ def pull(
     user_map: dict[str, str] | None = None,
     timeout_s: float = 300,
 ) -> LabelStudioImportReport:
-    """Import every annotation of the linked Label Studio project (see :mod:`annotate_ui.label_studio.tasks`)."""
+    """Import every annotation of the linked Label Studio project (see :mod:`annotate_ui.label_studio.tasks`).
+
+    ``user_map`` (``{"bo@lobby.test": "bo"}``: a Label Studio e-mail, username or user id -> cliptune name) is
+    remembered per Label Studio user id: later pulls and export-file imports file that user the same way.
+    """
     link = linked_project(project, url)
     if link is None and (url is None or project_id is None):
         raise LabelStudioError("this project has not been pushed to Label Studio: push it first, give --url and "
@@ -349,7 +348,8 @@ def pull(
     task_clips = link["tasks"] if link and link["project_id"] == project_id else {}
     client = connect(url, api_key)
     tasks = _export(client, url, project_id, timeout_s)
-    report = import_tasks(project, tasks, task_clips=task_clips, user_map=user_map)
+    report = import_tasks(project, tasks, task_clips=task_clips, user_map=user_map,
+                          origin={"url": url, "project_id": project_id})
     project.log("label_studio_pull", url=url, project_id=project_id, **_summary(report))
     return report
 

@@ -6,21 +6,26 @@ Each task is ``{"id", "data": {...}, "annotations": [{"id", "completed_by", "res
 - the clip: ``data.cliptune_sha256`` (tasks pushed by cliptune), else the task id remembered by ``push``,
   else the file name in the video URL (``/data/local-files/?d=proxies/ab12.mp4``, ``.../CAM-1_0003.mp4``)
   matched against the clips' proxies and source files;
-- ``completed_by`` -> a cliptune user named by the Label Studio e-mail (or username), created as an annotator
-  if new; ``user_map`` maps an e-mail, username or user id to an existing name instead;
+- ``completed_by`` (a user object, or a bare id as the Export button writes it) -> a cliptune user: the name
+  remembered for that Label Studio user id, else the e-mail (or username), created as an annotator if new;
+  ``user_map`` maps an e-mail, username or user id to another name, remembered from then on
+  (:mod:`annotate_ui.label_studio.identities`);
 - ``result`` -> rubric fields (:func:`annotate_ui.label_studio.config.fields_from_result`); ``lead_time`` ->
   ``seconds_spent``; ``was_cancelled`` -> status ``skipped``;
 - an annotation updated in Label Studio -> a new version (annotation rows are append-only). The row's
   ``external_id`` is ``label_studio:<project>:<annotation id>@<updated_at>``, so importing the same data
-  twice adds nothing.
+  twice adds nothing. Rows are written in bounded transactions (:mod:`annotate_ui.label_studio.writes`).
 
-A task with any problem (missing keys, a choice the rubric does not offer, a value of the wrong type, an
-unknown clip) is reported by its id with every reason and skipped as a whole; the other tasks are imported.
+A task that cannot be read (missing keys, an unknown clip) is reported by its id and skipped; an annotation
+with a problem (a choice the rubric does not offer, a value of the wrong type, an unknown bare user id) is
+reported by task and annotation id with every reason and skipped alone: the other annotators' answers on
+that task are imported.
 
 Example::
 
     report = import_export(project, "export.json")
-    report.imported, report.failed    # 41, [{"task": 17, "error": "annotation 52: event: 'FIRE' is not one of ..."}]
+    report.imported, report.failed
+    # 41, [{"task": 17, "annotation": 52, "error": "event: 'FIRE' is not one of ..."}]
 """
 
 from __future__ import annotations
@@ -33,15 +38,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
 from annotate_ui.label_studio.config import LabelStudioError, fields_from_result
+from annotate_ui.label_studio.identities import UserNames
+from annotate_ui.label_studio.writes import EXTERNAL_PREFIX, store_rows
 from curation.errors import CliptuneError
-from curation.records.annotations import add_annotation
-from curation.records.store import Annotation, Clip, Project, User
-from curation.records.users import NAME_PATTERN, get_or_create_user
-
-EXTERNAL_PREFIX = "label_studio:"
+from curation.records.store import Clip, Project
 
 
 @dataclass
@@ -53,8 +56,15 @@ class LabelStudioImportReport:
     # older than the same person's later answer made outside Label Studio (the app, an import): not stored, so the
     # later answer stays current
     superseded: int = 0
-    failed: list[dict[str, Any]] = field(default_factory=list)  # {"task": id, "error": reasons}
+    # {"task": id, "error": reasons} for a task that cannot be read, {"task", "annotation", "error"} for one answer
+    failed: list[dict[str, Any]] = field(default_factory=list)
     users_created: list[str] = field(default_factory=list)
+    # remembered Label Studio users now filed under another name: {"user_id", "email", "from", "to"}
+    identity_changes: list[dict[str, Any]] = field(default_factory=list)
+    # Label Studio annotations with a new version filed under the name they were first stored under, not the
+    # name their user maps to now
+    kept_earlier_name: int = 0
+    users_unmatched: list[str] = field(default_factory=list)  # user map keys that met no Label Studio user
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,7 +86,7 @@ def import_export(
     if not isinstance(tasks, list):
         raise CliptuneError(f"{path}: a Label Studio JSON export is a list of tasks, not a {type(tasks).__name__}"
                             " (JSON-MIN and CSV exports lack who annotated and when: export as JSON)")
-    report = import_tasks(project, tasks, user_map=user_map)
+    report = import_tasks(project, tasks, user_map=user_map, origin={"file": str(path)})
     project.log("label_studio_import", file=str(path), **_summary(report))
     return report
 
@@ -87,11 +97,12 @@ def import_tasks(
     *,
     task_clips: dict[int, int] | None = None,
     user_map: dict[str, str] | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> LabelStudioImportReport:
-    """Import Label Studio tasks (export format). ``task_clips`` maps task ids to clip ids (from ``push``)."""
-    bad_names = sorted(name for name in (user_map or {}).values() if not NAME_PATTERN.match(str(name)))
-    if bad_names:
-        raise CliptuneError(f"user map: {bad_names} are not valid user names (letters, digits and _ . @ -)")
+    """Import Label Studio tasks (export format). ``task_clips`` maps task ids to clip ids (from ``push``);
+    ``user_map`` maps Label Studio ids, e-mails or usernames to cliptune names, remembered for later imports
+    (:mod:`annotate_ui.label_studio.identities`); ``origin`` (url, file) is noted with what is remembered."""
+    names = UserNames(project, user_map)
     report = LabelStudioImportReport(tasks=len(tasks))
     clips = _ClipIndex(project, task_clips or {})
     rubric = project.rubric
@@ -99,78 +110,24 @@ def import_tasks(
     for index, task in enumerate(tasks):
         task_id = task.get("id") if isinstance(task, dict) else None
         try:
-            planned.extend(_check_task(task, clips, rubric, user_map or {}))
+            rows, failures = _check_task(task, clips, rubric, names)
         except LabelStudioError as exc:
             report.failed.append({"task": task_id if task_id is not None else f"#{index}", "error": str(exc)})
-    planned.sort(key=lambda row: (row["updated_at"], row["annotation_id"]))
-
-    known, current = _stored_versions(project)
-    answered_elsewhere = _latest_other_answers(project)
-    with project.session() as session:
-        existing_users = set(session.scalars(select(User.name)))
-    for row in planned:
-        key = (row["clip_id"], row["user"])
-        if (row["external_id"], *key) in known:
-            report.unchanged += 1
             continue
-        elsewhere = answered_elsewhere.get(key)
-        if elsewhere is not None and row["updated_at"] and elsewhere > _naive_utc(row["updated_at"]):
-            report.superseded += 1
-            continue
-        latest = current.get(key)
-        # A re-save in Label Studio that changed nothing is not a new version.
-        if latest is not None and latest[0].split("@")[0] == row["external_id"].split("@")[0] and latest[1:] == (
-            row["status"], row["fields"]
-        ):
-            report.unchanged += 1
-            continue
-        if row["user"] not in existing_users:
-            get_or_create_user(project, row["user"], "annotator")
-            existing_users.add(row["user"])
-            report.users_created.append(row["user"])
-        add_annotation(project, row["clip_id"], row["user"], fields=row["fields"], seconds_spent=row["seconds"],
-                       status=row["status"], source="label_studio", external_id=row["external_id"])
-        known.add((row["external_id"], *key))
-        current[key] = (row["external_id"], row["status"], row["fields"])
-        report.imported += 1
-        report.skipped += row["status"] == "skipped"
+        planned.extend(rows)
+        report.failed.extend(failures)
+    # Remembered before the rows are written: a name is never re-guessed for rows a later run imports.
+    names.remember(**(origin or {}))
+    report.identity_changes = names.changes
+    report.users_unmatched = names.unmatched
+    store_rows(project, planned, report)
     return report
 
 
 def _summary(report: LabelStudioImportReport) -> dict[str, Any]:
     return {"tasks": report.tasks, "imported": report.imported, "unchanged": report.unchanged,
-            "superseded": report.superseded, "failed": len(report.failed), "users_created": report.users_created}
-
-
-def _stored_versions(project: Project) -> tuple[set[tuple[str, int, str]], dict[tuple[int, str], tuple]]:
-    """The Label Studio versions already stored, and the latest Label Studio row per (clip, user)."""
-    with project.session() as session:
-        rows = session.execute(
-            select(Annotation.external_id, Annotation.clip_id, User.name, Annotation.status, Annotation.fields)
-            .join(User, User.id == Annotation.user_id)
-            .where(Annotation.external_id.like(f"{EXTERNAL_PREFIX}%"))
-            .order_by(Annotation.id)
-        ).all()
-    known = {(ext, clip_id, name) for ext, clip_id, name, _, _ in rows}
-    current = {(clip_id, name): (ext, status, fields) for ext, clip_id, name, status, fields in rows}
-    return known, current
-
-
-def _latest_other_answers(project: Project) -> dict[tuple[int, str], datetime]:
-    """When each (clip, person) last answered outside Label Studio (naive UTC, as the store keeps times)."""
-    with project.session() as session:
-        rows = session.execute(
-            select(Annotation.clip_id, User.name, func.max(Annotation.created_at))
-            .join(User, User.id == Annotation.user_id)
-            .where(or_(Annotation.external_id.is_(None), Annotation.external_id.not_like(f"{EXTERNAL_PREFIX}%")))
-            .group_by(Annotation.clip_id, User.name)
-        ).all()
-    return {(clip_id, name): created for clip_id, name, created in rows}
-
-
-def _naive_utc(timestamp: str) -> datetime:
-    """A timestamp from :func:`_timestamp` (UTC, ending in Z) as the store's naive UTC."""
-    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+            "superseded": report.superseded, "failed": len(report.failed), "users_created": report.users_created,
+            "identity_changes": report.identity_changes}
 
 
 class _ClipIndex:
@@ -211,7 +168,8 @@ def _file_name(value: str) -> str | None:
     return name if "." in name else None
 
 
-def _check_task(task: Any, clips: _ClipIndex, rubric: Any, user_map: dict[str, str]) -> list[dict[str, Any]]:
+def _check_task(task: Any, clips: _ClipIndex, rubric: Any, names: UserNames) -> tuple[list[dict], list[dict]]:
+    """The task's good annotations as rows, and one failure per bad annotation (the others still import)."""
     if not isinstance(task, dict):
         raise LabelStudioError(f"a task must be a JSON object, not {type(task).__name__}")
     problems = [f"missing {key!r}" for key in ("id", "data", "annotations") if key not in task]
@@ -225,19 +183,17 @@ def _check_task(task: Any, clips: _ClipIndex, rubric: Any, user_map: dict[str, s
     if not isinstance(annotations, list):
         raise LabelStudioError(f"'annotations' must be a list, not {type(annotations).__name__}")
     clip_id = clips.find(task_id, data)
-    rows = []
+    rows, failures = [], []
     for index, annotation in enumerate(annotations):
         try:
-            rows.append(_check_annotation(annotation, task, clip_id, rubric, user_map))
+            rows.append(_check_annotation(annotation, task, clip_id, rubric, names))
         except LabelStudioError as exc:
             label = annotation.get("id", f"#{index}") if isinstance(annotation, dict) else f"#{index}"
-            problems.append(f"annotation {label}: {exc}")
-    if problems:
-        raise LabelStudioError("; ".join(problems))
-    return rows
+            failures.append({"task": task_id, "annotation": label, "error": str(exc)})
+    return rows, failures
 
 
-def _check_annotation(annotation: Any, task: dict, clip_id: int, rubric: Any, user_map: dict[str, str]) -> dict:
+def _check_annotation(annotation: Any, task: dict, clip_id: int, rubric: Any, names: UserNames) -> dict:
     if not isinstance(annotation, dict):
         raise LabelStudioError(f"an annotation must be a JSON object, not {type(annotation).__name__}")
     problems = [f"missing {key!r}" for key in ("id", "completed_by", "result") if key not in annotation]
@@ -252,7 +208,7 @@ def _check_annotation(annotation: Any, task: dict, clip_id: int, rubric: Any, us
         problems.append(f"'lead_time' must be a number of seconds, zero or more, not {seconds!r}")
     checks = {"updated_at": lambda: _timestamp(annotation.get("updated_at") or annotation.get("created_at"))}
     if "completed_by" in annotation:
-        checks["user"] = lambda: _user_name(annotation["completed_by"], user_map)
+        checks["user"] = lambda: names.resolve(annotation["completed_by"])
     if "result" in annotation and cancelled is False:
         checks["fields"] = lambda: fields_from_result(rubric, annotation["result"])
     values: dict[str, Any] = {"fields": None}
@@ -289,24 +245,3 @@ def _timestamp(value: Any) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _user_name(completed_by: Any, user_map: dict[str, str]) -> str:
-    if isinstance(completed_by, int) and not isinstance(completed_by, bool):
-        if str(completed_by) in user_map:
-            return user_map[str(completed_by)]
-        raise LabelStudioError(f"'completed_by' is the bare user id {completed_by}: export with user details "
-                               f"(cliptune labelstudio pull does) or map it, e.g. --user {completed_by}=ana")
-    if not isinstance(completed_by, dict):
-        raise LabelStudioError(f"'completed_by' must be a user object or id, not {type(completed_by).__name__}")
-    keys = [completed_by.get(k) for k in ("email", "username", "id")]
-    for key in keys:
-        if key not in (None, "") and str(key) in user_map:
-            return user_map[str(key)]
-    name = next((k for k in keys[:2] if isinstance(k, str) and k), None)
-    if name is None:
-        raise LabelStudioError("'completed_by' has no email or username; map its id with --user ID=NAME")
-    if not NAME_PATTERN.match(name):
-        raise LabelStudioError(f"Label Studio user {name!r} is not a valid cliptune user name (letters, digits and "
-                               f"_ . @ -): map it with --user {name}=NAME")
-    return name
