@@ -76,7 +76,9 @@ LsUrlOption = Annotated[str | None, typer.Option("--url", help="Label Studio's a
 LsKeyOption = Annotated[str | None, typer.Option("--api-key", help="Personal access token (default: "
                                                                    "$LABEL_STUDIO_API_KEY). Never stored.")]
 LsUserOption = Annotated[list[str] | None, typer.Option("--user", help="Map a Label Studio e-mail, username or user "
-                                                                       "id to a cliptune user: EMAIL=NAME (repeat).")]
+                                                                       "id to a cliptune user: EMAIL=NAME (repeat). "
+                                                                       "Remembered: later imports file that user the "
+                                                                       "same way; give it again to change it.")]
 
 
 def _ls_user_map(values: list[str] | None) -> dict[str, str]:
@@ -91,14 +93,27 @@ def _ls_user_map(values: list[str] | None) -> dict[str, str]:
 
 def _ls_report(result: dict[str, Any], what: str) -> None:
     out.print(f"{what}: {result['imported']} annotation versions imported ({result['skipped']} skipped in Label "
-              f"Studio), {result['unchanged']} unchanged, {len(result['failed'])} tasks failed, of {result['tasks']}"
+              f"Studio), {result['unchanged']} unchanged, {len(result['failed'])} failed, of {result['tasks']} tasks"
               + (f"; new annotators: {', '.join(result['users_created'])}" if result["users_created"] else ""),
               highlight=False, soft_wrap=True)
+    for change in result.get("identity_changes", []):
+        out.print(f"  Label Studio user {change['user_id']}" + (f" ({change['email']})" if change["email"] else "")
+                  + f" is now filed as {change['to']}, no longer as {change['from']} (remembered for later imports;"
+                  f" answers already stored stay under {change['from']})",
+                  highlight=False, markup=False, soft_wrap=True)
+    if result.get("kept_earlier_name"):
+        err.print(f"  {result['kept_earlier_name']} updated Label Studio annotations stay under the name they were "
+                  "first stored under, so that no answer is counted twice as two people's", highlight=False,
+                  soft_wrap=True)
+    if result.get("users_unmatched"):
+        err.print(f"  --user {', '.join(result['users_unmatched'])}: no such Label Studio user in this data; nothing "
+                  "remembered for it", highlight=False, markup=False, soft_wrap=True)
     if result.get("superseded"):
         err.print(f"  {result['superseded']} Label Studio answers are older than the same person's later answer "
                   "in cliptune and were not imported (the later answer stays current)", highlight=False)
     for failure in result["failed"]:
-        err.print(f"  task {failure['task']}: {failure['error']}", highlight=False, markup=False, soft_wrap=True)
+        where = f"task {failure['task']}" + (f", annotation {failure['annotation']}" if "annotation" in failure else "")
+        err.print(f"  {where}: {failure['error']}", highlight=False, markup=False, soft_wrap=True)
 
 
 @labelstudio_app.command("push")
@@ -147,8 +162,9 @@ def labelstudio_pull(
     """Import the annotations made in Label Studio: by annotator, time spent, skips, new versions. Idempotent."""
     from annotate_ui.label_studio.bridge import pull
 
-    result = pull(open_project(project), url=url, api_key=api_key, project_id=project_id,
-                  user_map=_ls_user_map(user)).to_dict()
+    opened = open_project(project)
+    result = pull(opened, url=url, api_key=api_key, project_id=project_id, user_map=_ls_user_map(user)).to_dict()
+    _refresh_after_import(opened, result)
     if as_json:
         print_json(result)
     else:
@@ -165,11 +181,21 @@ def labelstudio_import_export(
     """Import a Label Studio JSON export offline. Malformed tasks are reported by id; the rest is imported."""
     from annotate_ui.label_studio.bridge import import_export
 
-    result = import_export(open_project(project), path, user_map=_ls_user_map(user)).to_dict()
+    opened = open_project(project)
+    result = import_export(opened, path, user_map=_ls_user_map(user)).to_dict()
+    _refresh_after_import(opened, result)
     if as_json:
         print_json(result)
     else:
         _ls_report(result, f"imported {path}")
+
+
+def _refresh_after_import(project: Any, result: dict[str, Any]) -> None:
+    """The gold answers and agreement rows of the clips that got answers, now rather than at the next page."""
+    if result.get("imported"):
+        from curation.review.refresh import refresh_derived_state
+
+        result["derived_state"] = refresh_derived_state(project)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,6 @@ from curation.records.users import add_user
 from curation.team.assign import assign
 from curation.team.progress import (
     annotator_progress,
-    data_version,
     forecast,
     label_distribution,
     labelling_view,
@@ -149,16 +148,6 @@ def test_forecast_flattens_the_budget_module(team: Project) -> None:
     for bad in (0, -5, 2.5, True):
         with pytest.raises(CliptuneError, match="target"):
             forecast(team, bad)
-
-
-def test_data_version_moves_with_answers_and_reviews(team: Project) -> None:
-    assign(team, ["ana", "ben"], overlap=1.0, per_clip=2)
-    before = data_version(team)
-    add_annotation(team, 1, "ana", fields=FIELDS)
-    after = data_version(team)
-    assert after != before
-    add_review(team, 1, "rev", reason="ok", fields=FIELDS)
-    assert data_version(team) != after
 
 
 def test_session_store_expires_idle_tokens() -> None:

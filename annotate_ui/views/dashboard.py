@@ -1,7 +1,13 @@
 """Dashboard (leads): progress per annotator, throughput, agreement per field with confidence intervals, label
-distribution, and the labelling budget forecast."""
+distribution, and the labelling budget forecast.
+
+The figures come from one running :class:`~curation.team.tally.Tally` per project and server process: a rerun reads
+only the answers added since the last one, so the page stays quick on a project of 100,000 clips.
+"""
 
 from __future__ import annotations
+
+import threading
 
 import altair as alt
 import pandas as pd
@@ -9,21 +15,35 @@ import streamlit as st
 
 from annotate_ui import auth
 from curation.errors import CliptuneError
-from curation.team.progress import agreement, annotator_progress, data_version, forecast, label_distribution, throughput
+from curation.team.progress import forecast
+from curation.team.tally import Tally
 
 auth.require_role("lead")
 project = auth.open_project()
 
 
-@st.cache_data(show_spinner="Bootstrapping agreement intervals…", max_entries=8)
-def cached_agreement(path: str, version: tuple[int, int, int]) -> dict:
-    # The bootstrap takes about a second; recompute only when answers or reviews change (version).
-    return agreement(auth.open_project())
 
+
+@st.cache_resource(max_entries=4)
+def project_tally(path: str) -> tuple[Tally, threading.Lock]:
+    # One per project and server process, shared by every lead's session; the lock keeps two reruns from
+    # updating it at once.
+    return Tally(auth.open_project()), threading.Lock()
+
+
+tally, tally_lock = project_tally(str(project.path.resolve()))
+with tally_lock:
+    tally.refresh()
+    pace, people = tally.throughput(), tally.progress()
+    current, gold = tally.label_distribution(), tally.label_distribution(gold=True)
+    measured = tally.measured_pace()
+    try:
+        report = tally.agreement()  # the bootstrap reruns only after a change
+        agreement_error = None
+    except CliptuneError as exc:
+        report, agreement_error = None, exc
 
 st.title("Dashboard")
-pace = throughput(project)
-people = annotator_progress(project)
 labelled = sum(p.submitted for p in people)
 cells = st.columns(4)
 cells[0].metric("Answers", labelled, help="Current submitted answers, all annotators")
@@ -45,11 +65,8 @@ else:
     st.info("Nobody has assignments yet: `cliptune assign PROJECT --annotators a,b,c`.")
 
 st.subheader("Agreement per field")
-try:
-    report = cached_agreement(str(project.path.resolve()), data_version(project))
-except CliptuneError as exc:
-    report = None
-    st.warning(f"Agreement could not be computed: {exc}")
+if agreement_error is not None:
+    st.warning(f"Agreement could not be computed: {agreement_error}")
 if report is None:
     pass  # the warning above says why
 elif not report.get("fields"):
@@ -72,7 +89,6 @@ else:
         st.altair_chart(chart.properties(height=alt.Step(24)), width="stretch")
 
 st.subheader("Label distribution")
-current, gold = label_distribution(project), label_distribution(project, gold=True)
 for name, counts in current.items():
     tidy = pd.DataFrame([{"value": value, "count": count, "of": "answers"} for value, count in counts.items()]
                         + [{"value": value, "count": gold[name].get(value, 0), "of": "gold"} for value in counts])
@@ -87,7 +103,7 @@ if not current:
 st.subheader("Budget forecast")
 target = st.number_input("Target: labelled clips", min_value=1, value=1000, step=100, key="budget_target")
 try:
-    budget = forecast(project, int(target))
+    budget = forecast(project, int(target), pace=measured)
 except CliptuneError as exc:
     st.error(str(exc))
 else:

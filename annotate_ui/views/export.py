@@ -7,13 +7,13 @@ import shlex
 import streamlit as st
 
 from annotate_ui import auth
-from curation.review.resolve import resolve
+from curation.review.resolve import resolution_summary
 
 auth.require_role("lead")
 project = auth.open_project()
 
 st.title("Export")
-summary = resolve(project).summary()
+summary = resolution_summary(project)
 cells = st.columns(3)
 cells[0].metric("Gold answers", summary["gold"], help="Only gold answers are exported")
 cells[1].metric("Need review", summary["needs_review"])

@@ -11,7 +11,7 @@ from annotate_ui import auth, rubric_form
 from annotate_ui.player import player
 from curation.errors import CliptuneError
 from curation.records.annotations import add_review
-from curation.review.resolve import resolve
+from curation.review.resolve import resolution_summary, review_queue
 from curation.team.progress import review_sheet
 
 me = auth.require_role("reviewer", "lead")
@@ -19,24 +19,28 @@ project = auth.open_project()
 rubric = project.rubric
 state = st.session_state
 EDIT = -1
+# The queue is ordered (rare events first, then the most disputed); the page lists its head, read from the stored
+# resolution, so a click costs the same with 50 or 50,000 clips in the queue.
+QUEUE_SHOWN = 200
 
 st.title("Review")
 policy = st.segmented_control("Gold policy", ["unanimous", "majority"], default="unanimous", key="review_policy",
                               required=True, help="unanimous: every disagreement is reviewed; majority: only clips "
                               "without a per-field majority")
-result = resolve(project, policy or "unanimous")
-summary = result.summary()
+summary = resolution_summary(project, policy or "unanimous")
 st.caption(f"{summary['gold']} clips have a gold answer, {summary['needs_review']} need review, "
            f"{summary['unlabelled']} are unlabelled.")
 if saved := state.pop("review_saved", None):
     st.toast(saved, icon="✅")
 
-queue = result.needs_review
+queue = review_queue(project, policy or "unanimous", limit=QUEUE_SHOWN)
 if not queue:
     st.success("Nothing to review: every labelled clip has a gold answer.")
     st.stop()
 
-with st.expander(f"Queue ({len(queue)}): rare events first, then the most disputed", expanded=False):
+shown = f"the first {len(queue)} of {summary['needs_review']}" if summary["needs_review"] > len(queue) else \
+    str(len(queue))
+with st.expander(f"Queue ({shown}): rare events first, then the most disputed", expanded=False):
     st.dataframe(pd.DataFrame([{"clip": q.clip_id, "reason": q.reason, "rare": q.rare,
                                 "disagreement": q.disagreement, "fields": ", ".join(q.fields),
                                 "annotators": ", ".join(q.annotators)} for q in queue]), hide_index=True)

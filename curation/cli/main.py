@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.exc import DatabaseError
 
 from curation.cli.common import (
     JsonOption,
@@ -209,17 +210,27 @@ def assign_command(
 def import_annotations_command(
     project: ProjectArg,
     path: Annotated[Path, typer.Argument(help="JSONL: one {clip, annotator, fields | output, seconds} per line.")],
+    create_users: Annotated[bool, typer.Option("--create-users", help="Make annotator accounts (without a "
+                                               "password) for names the project does not know; by default "
+                                               "their lines fail.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Import existing labels. Bad lines are reported by line number; the good ones are imported."""
+    """Import existing labels. Bad lines are reported by line number; the good ones are imported, in short
+    transactions, so people labelling meanwhile are not kept waiting. Running it again imports only what is new."""
     from curation.records.imports import import_annotations
+    from curation.review.refresh import refresh_derived_state
 
-    report = import_annotations(open_project(project), path)
+    opened = open_project(project)
+    report = import_annotations(opened, path, create_users=create_users)
+    # the gold answers and agreement rows of the changed clips, now rather than at the next `agree` or page
+    derived = refresh_derived_state(opened) if report.imported else None
     if as_json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "derived_state": derived})
         return
     out.print(f"imported {report.imported}, unchanged {report.unchanged}, failed {len(report.failed)}"
-              + (f"; new annotators: {', '.join(report.users_created)}" if report.users_created else ""))
+              + (f"; new annotators: {', '.join(report.users_created)}" if report.users_created else "")
+              + (f"; gold answers and agreement of {derived['clips_resolved']} clips brought up to date in "
+                 f"{derived['seconds']} s" if derived else ""))
     for failure in report.failed:
         err.print(f"  line {failure['line']}: {failure['error']}", highlight=False, markup=False)
 
@@ -315,8 +326,9 @@ def agree_command(
     out.print(people)
 
 
-# The data lead's verbs: inside this package, so a plain import registers them on `app`.
+# The data lead's and the store's verbs: inside this package, so a plain import registers them on `app`.
 from curation.cli import dataset as _dataset_verbs  # noqa: E402,F401
+from curation.cli import maintenance as _maintenance_verbs  # noqa: E402,F401
 
 
 def load_commands(target: typer.Typer = app) -> list[str]:
@@ -349,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="cliptune")
     except CliptuneError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 1
+    except DatabaseError as exc:  # a damaged database met outside the store's own error handler
+        from curation.records.store import describe_database_error
+
+        err.print(f"error: {describe_database_error(None, exc)}", highlight=False, markup=False, soft_wrap=True)
         return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -1,35 +1,35 @@
-"""Gold answers and the disagreement queue.
+"""Gold answers and the review queue of a project, stored per clip and kept current.
 
-Two answers agree on a field by that field's rule: choices must be equal; integers, numbers and times must be
-within the field's ``tolerance``; free text must reach the field's ``similarity_threshold``
-(:func:`curation.review.text_similarity.text_similarity`). A clip's gold answer is, in this order: the latest reviewer
-adjudication; the answers of all its annotators when they agree on every field (one annotator's answer counts as
-``single``); the per-field majority when ``policy="majority"``; otherwise the clip needs review. The review queue
-puts rare events first, then the clips annotators disagree on most.
+What a clip's gold answer is comes from :mod:`curation.review.consensus` (the latest adjudication, else agreeing
+answers, else the per-field majority under ``policy="majority"``, else the clip needs review). Resolving 100,000
+clips takes seconds, so each clip's outcome is stored in the project (``clip_resolution``, one row per policy and
+clip) with the answer and review ids it was computed from, and a watermark says up to which answer, review and clip
+the rows are current. Every read first resolves again only the clips whose answers or review arrived after the
+watermark. Answers and reviews are append-only, so ids alone tell what changed.
+
+Several processes may refresh at once (the app, a CLI verb): rows are computed from a consistent snapshot outside
+any write lock, written in short batches, and a row is only ever replaced by one computed from newer answers, so a
+slow refresher cannot put back an older outcome. The watermark only moves forward, after the rows it covers.
 
 Example::
 
     result = resolve(project, policy="majority")
-    result.summary()        # {"gold": 812, "needs_review": 37, "by_source": {...}, ...}
-    result.needs_review[0]  # the clip to review first
+    result.summary()              # {"gold": 812, "needs_review": 37, "by_source": {...}, ...}
+    review_queue(project, limit=20)[0]   # the clip to review first
 """
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, mapped_column
 
-from curation.errors import CliptuneError, RubricError
-from curation.records.annotations import current_annotations
-from curation.records.store import Clip, Project, Review, User
-from curation.review.text_similarity import text_similarity
-from curation.rubric import Rubric, RubricField
-
-POLICIES = ("unanimous", "majority")
+from curation.errors import CliptuneError
+from curation.records.store import Base, Clip, Project
+from curation.review.consensus import POLICIES, resolve_clip
+from curation.review.derived import refresh
 
 
 @dataclass(frozen=True)
@@ -73,134 +73,96 @@ class Resolution:
         }
 
 
-def values_agree(rubric_field: RubricField, a: Any, b: Any) -> bool:
-    """Whether two values of one field agree by the field's rule (tolerance, similarity threshold)."""
-    if a is None or b is None:
-        return a is None and b is None
-    if rubric_field.type in ("choice", "ordinal"):
-        return a == b
-    if rubric_field.type == "text":
-        return text_similarity(a, b) >= rubric_field.similarity_threshold
-    return abs(rubric_field.to_number(a) - rubric_field.to_number(b)) <= rubric_field.tolerance + 1e-9
+class ClipResolution(Base):
+    """A clip's stored outcome under one policy: derived state, rebuilt from answers and reviews at any time."""
+
+    __tablename__ = "clip_resolution"
+    policy: Mapped[str] = mapped_column(String(16), primary_key=True)
+    clip_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rubric_version: Mapped[str] = mapped_column(String(32))
+    annotation_stamp: Mapped[int] = mapped_column(Integer)  # the clip's newest answer id it was computed from
+    review_stamp: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # gold | review | unlabelled
+    fields: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    output_text: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(16))
+    annotators: Mapped[list[str]] = mapped_column(JSON)
+    disagreement: Mapped[float | None] = mapped_column(Float)
+    rare: Mapped[bool] = mapped_column(Boolean)
+    disagreeing: Mapped[list[str]] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(String(16))
+    invalid: Mapped[int] = mapped_column(Integer)
 
 
-def _representative(rubric_field: RubricField, values: list[Any]) -> Any:
-    """One value standing for agreeing answers: the mode, the value nearest the median, or the medoid text."""
-    if rubric_field.type in ("choice", "ordinal") or any(v is None for v in values):
-        return max(values, key=values.count)
-    if rubric_field.type == "text":
-        return max(values, key=lambda v: sum(text_similarity(v, other) for other in values))
-    median = statistics.median(rubric_field.to_number(v) for v in values)
-    return min(values, key=lambda v: (abs(rubric_field.to_number(v) - median), rubric_field.to_number(v)))
-
-
-def field_consensus(rubric_field: RubricField, values: list[Any], policy: str) -> tuple[Any, bool, float]:
-    """(consensus value or None, found, share of disagreeing pairs) for one field's answers."""
-    pairs = list(combinations(range(len(values)), 2))
-    agree = {(i, j): values_agree(rubric_field, values[i], values[j]) for i, j in pairs}
-    disagreement = sum(not ok for ok in agree.values()) / len(pairs) if pairs else 0.0
-    if all(agree.values()):
-        return _representative(rubric_field, values), True, disagreement
-    if policy == "majority":
-        support = [
-            sum(1 for j in range(len(values)) if j == i or agree[(min(i, j), max(i, j))]) for i in range(len(values))
-        ]
-        best = max(support)
-        if best * 2 > len(values):
-            winners = [values[i] for i in range(len(values)) if support[i] == best]
-            supporters = [
-                values[j] for j in range(len(values)) if any(values_agree(rubric_field, w, values[j]) for w in winners)
-            ]
-            return _representative(rubric_field, supporters), True, disagreement
-    return None, False, disagreement
-
-
-def resolve_answers(rubric: Rubric, answers: dict[str, dict[str, Any]], policy: str = "unanimous") -> dict[str, Any]:
-    """Consensus of several annotators' fields for one clip (pure function: no store).
-
-    Returns ``{"fields": consensus or None, "disagreeing": [field names], "disagreement": 0–1, "source"}``.
-    """
+def refresh_resolution(project: Project, policy: str = "unanimous") -> int:
+    """Bring the stored resolution up to date; returns how many clips were resolved again (0: it was current)."""
     if policy not in POLICIES:
-        raise CliptuneError(f"policy {policy!r}: choose one of {', '.join(POLICIES)}")
-    names = sorted(answers)
-    consensus: dict[str, Any] = {}
-    disagreeing: list[str] = []
-    shares: list[float] = []
-    unanimous = True
-    for rubric_field in rubric.fields:
-        values = [answers[name].get(rubric_field.name) for name in names]
-        value, found, share = field_consensus(rubric_field, values, policy)
-        shares.append(share)
-        if share > 0:
-            disagreeing.append(rubric_field.name)
-            unanimous = False
-        if found:
-            consensus[rubric_field.name] = value
-    complete = len(consensus) == len(rubric.fields)
-    source = "single" if len(names) == 1 else ("unanimous" if unanimous else "majority")
-    return {
-        "fields": consensus if complete else None,
-        "disagreeing": disagreeing,
-        "disagreement": sum(shares) / len(shares),
-        "source": source if complete else None,
-    }
+        raise CliptuneError(f"--policy {policy}: choose one of {', '.join(POLICIES)}")
+    rubric, version = project.rubric, project.rubric_version
+
+    def compute(review: tuple | None, records: list[Any]) -> dict[str, Any]:
+        row = resolve_clip(rubric, policy, (review[1], review[2]) if review else None, records,
+                           normalised_under=version)
+        return row | {"policy": policy}
+
+    return refresh(project, f"resolution:{policy}", ClipResolution, compute)
+
+
+QUEUE_ORDER = (ClipResolution.rare.desc(), ClipResolution.disagreement.desc(), ClipResolution.clip_id)
+QUEUE_COLUMNS = (ClipResolution.clip_id, ClipResolution.disagreement, ClipResolution.rare, ClipResolution.disagreeing,
+                 ClipResolution.annotators, ClipResolution.reason)
+
+
+def _queue_item(row: Any) -> QueueItem:
+    clip_id, disagreement, rare, disagreeing, annotators, reason = row
+    return QueueItem(clip_id, disagreement, bool(rare), tuple(disagreeing), tuple(annotators), reason)
 
 
 def resolve(project: Project, policy: str = "unanimous") -> Resolution:
-    """Gold answers for every labelled clip, and the ordered review queue for the rest."""
-    if policy not in POLICIES:
-        raise CliptuneError(f"--policy {policy}: choose one of {', '.join(POLICIES)}")
-    rubric = project.rubric
+    """Gold answers for every labelled clip, and the ordered review queue for the rest (rare events first, then
+    the clips annotators disagree on most)."""
+    refresh_resolution(project, policy)
     result = Resolution(policy=policy)
+    table = ClipResolution
     with project.session() as session:
-        latest_review = select(func.max(Review.id)).group_by(Review.clip_id)
-        reviews = session.execute(
-            select(Review, User.name).join(User, User.id == Review.reviewer_id).where(Review.id.in_(latest_review))
-        ).all()
-        clip_ids = list(session.scalars(select(Clip.id)))
-    for review, reviewer in reviews:
-        try:
-            fields = rubric.normalise(review.fields)
-        except RubricError:
-            result.invalid_answers += 1
-            continue
-        result.gold[review.clip_id] = Gold(review.clip_id, fields, rubric.render(fields), "adjudicated", (reviewer,))
-
-    by_clip: dict[int, dict[str, dict[str, Any]]] = {}
-    unclear: dict[int, list[str]] = {}
-    for record in current_annotations(project):
-        if record.clip_id in result.gold:
-            continue
-        if record.status == "unclear":
-            unclear.setdefault(record.clip_id, []).append(record.user)
-        if record.status != "submitted" or record.fields is None:
-            continue
-        try:
-            by_clip.setdefault(record.clip_id, {})[record.user] = rubric.normalise(record.fields)
-        except RubricError:
-            result.invalid_answers += 1
-
-    rare_values = {f.name: set(f.rare) for f in rubric.fields if f.rare}
-    for clip_id in clip_ids:
-        if clip_id in result.gold:
-            continue
-        answers = by_clip.get(clip_id, {})
-        if not answers and clip_id not in unclear:
-            result.unlabelled += 1
-            continue
-        rare = any(a.get(name) in values for a in answers.values() for name, values in rare_values.items())
-        if clip_id in unclear:
-            annotators = tuple(sorted(set(answers) | set(unclear[clip_id])))
-            result.needs_review.append(QueueItem(clip_id, 1.0, rare, (), annotators, "unclear"))
-            continue
-        outcome = resolve_answers(rubric, answers, policy)
-        if outcome["fields"] is not None:
-            result.gold[clip_id] = Gold(clip_id, outcome["fields"], rubric.render(outcome["fields"]),
-                                        outcome["source"], tuple(sorted(answers)))
-        else:
-            result.needs_review.append(
-                QueueItem(clip_id, round(outcome["disagreement"], 6), rare, tuple(outcome["disagreeing"]),
-                          tuple(sorted(answers)), "disagreement")
-            )
-    result.needs_review.sort(key=lambda item: (not item.rare, -item.disagreement, item.clip_id))
+        n_clips = session.scalar(select(func.count()).select_from(Clip)) or 0
+        rows = session.execute(select(table.clip_id, table.state, table.fields, table.output_text, table.source,
+                                      table.annotators, table.invalid).where(table.policy == policy)
+                               .order_by(table.clip_id)).all()
+        queue = session.execute(select(*QUEUE_COLUMNS).where(table.policy == policy, table.state == "review")
+                                .order_by(*QUEUE_ORDER)).all()
+    for clip_id, state, fields, output_text, source, annotators, invalid in rows:
+        result.invalid_answers += invalid
+        if state == "gold":
+            result.gold[clip_id] = Gold(clip_id, fields, output_text, source, tuple(annotators))
+    result.needs_review = [_queue_item(row) for row in queue]
+    result.unlabelled = n_clips - len(result.gold) - len(result.needs_review)
     return result
+
+
+def resolution_summary(project: Project, policy: str = "unanimous") -> dict[str, Any]:
+    """:meth:`Resolution.summary` without reading every clip's answer: counts from the stored rows."""
+    refresh_resolution(project, policy)
+    table = ClipResolution
+    with project.session() as session:
+        n_clips = session.scalar(select(func.count()).select_from(Clip)) or 0
+        counts = dict(session.execute(select(table.state, func.count()).where(table.policy == policy)
+                                      .group_by(table.state)).all())
+        sources = dict(session.execute(select(table.source, func.count()).where(
+            table.policy == policy, table.state == "gold").group_by(table.source)).all())
+        invalid = session.scalar(select(func.sum(table.invalid)).where(table.policy == policy)) or 0
+    gold, review = counts.get("gold", 0), counts.get("review", 0)
+    return {"policy": policy, "gold": gold, "needs_review": review, "unlabelled": n_clips - gold - review,
+            "invalid_answers": int(invalid), "by_source": dict(sorted(sources.items()))}
+
+
+def review_queue(project: Project, policy: str = "unanimous", *, limit: int | None = None,
+                 offset: int = 0) -> list[QueueItem]:
+    """The review queue in order (rare events first, then the most disputed), ``limit`` items from ``offset``."""
+    refresh_resolution(project, policy)
+    query = select(*QUEUE_COLUMNS).where(ClipResolution.policy == policy, ClipResolution.state == "review") \
+        .order_by(*QUEUE_ORDER).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with project.session() as session:
+        return [_queue_item(row) for row in session.execute(query)]

@@ -22,10 +22,12 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from sqlalchemy import select
+
 from curation.errors import CliptuneError
-from curation.records.annotations import current_annotations
-from curation.records.store import Project
-from curation.review.resolve import resolve
+from curation.records.annotations import latest_answer_ids
+from curation.records.store import Annotation, Project, User
+from curation.review.resolve import resolution_summary
 
 RULE_OF_THUMB_CLIPS_PER_HOUR = 20.0
 DEFAULT_REVIEW_SHARE = 0.15
@@ -34,9 +36,17 @@ DEFAULT_REVIEW_SHARE = 0.15
 def measured_pace(project: Project) -> dict[str, Any]:
     """Median seconds per clip of each annotator, the median over annotators, and where the figure comes from."""
     per_annotator: dict[str, list[float]] = {}
-    for record in current_annotations(project):
-        if record.status == "submitted" and record.seconds_spent is not None and record.seconds_spent > 0:
-            per_annotator.setdefault(record.user, []).append(float(record.seconds_spent))
+    query = (select(User.name, Annotation.seconds_spent).join(User, User.id == Annotation.user_id)
+             .where(Annotation.id.in_(latest_answer_ids()), Annotation.status == "submitted",
+                    Annotation.seconds_spent > 0))
+    with project.session() as session:
+        for name, seconds in session.execute(query):
+            per_annotator.setdefault(name, []).append(float(seconds))
+    return pace_from_seconds(per_annotator)
+
+
+def pace_from_seconds(per_annotator: dict[str, list[float]]) -> dict[str, Any]:
+    """The pace from each annotator's seconds per clip (see :func:`measured_pace`)."""
     medians = {name: round(statistics.median(values), 2) for name, values in sorted(per_annotator.items())}
     if medians:
         seconds = float(statistics.median(medians.values()))
@@ -69,8 +79,12 @@ def budget_forecast(
     test_size: float = 0.15,
     review_share: float | None = None,
     review_factor: float = 1.0,
+    pace: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Person-hours to label, hold out and review ``target`` clips at this project's measured pace."""
+    """Person-hours to label, hold out and review ``target`` clips at this project's measured pace.
+
+    ``pace`` is :func:`measured_pace`'s answer when the caller keeps it already (the dashboard's tally).
+    """
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise CliptuneError(f"--target must be a whole number of clips, at least 1, got {target}")
     overlap = _check_share("overlap", overlap)
@@ -79,15 +93,15 @@ def budget_forecast(
         raise CliptuneError(f"--per-clip must be 2 or more annotators per overlap clip, got {per_clip}")
     if not review_factor > 0:
         raise CliptuneError(f"--review-factor must be positive, got {review_factor}")
-    pace = measured_pace(project)
+    pace = measured_pace(project) if pace is None else pace
     seconds = pace["seconds_per_clip"]
 
-    resolution = resolve(project, "unanimous")
-    answered = len(resolution.gold) + len(resolution.needs_review)
+    resolution = resolution_summary(project, "unanimous")
+    answered = resolution["gold"] + resolution["needs_review"]
     if review_share is not None:
         review_share, review_source = _check_share("review_share", review_share), "given"
     elif answered:
-        review_share, review_source = len(resolution.needs_review) / answered, "measured"
+        review_share, review_source = resolution["needs_review"] / answered, "measured"
     else:
         review_share, review_source = DEFAULT_REVIEW_SHARE, "default"
 
@@ -102,7 +116,7 @@ def budget_forecast(
     label_h, holdout_h, review_h = hours(label_annotations), hours(holdout_annotations), hours(review_clips,
                                                                                               review_factor)
     total = round(label_h + holdout_h + review_h, 2)
-    done = len(resolution.gold)
+    done = resolution["gold"]
     return {
         "target": target,
         "pace": pace,

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 
 from curation.errors import CliptuneError
-from curation.records.annotations import AnnotationRecord, current_annotations
+from curation.records.annotations import AnnotationRecord, current_annotations, latest_answer_ids
 from curation.records.store import Annotation, Assignment, Clip, Project, User
 from curation.team.assign import assigned_clips
 
@@ -133,14 +133,33 @@ def _progress(project: Project, user: str, role: str, assigned: list[tuple[int, 
 
 
 def annotator_progress(project: Project) -> list[UserProgress]:
-    """:func:`user_progress` for everyone who has assignments or answers, in the order they were added."""
+    """:func:`user_progress` for everyone who has assignments or answers, in the order they were added.
+
+    Counted in the database, in a handful of queries whatever the team's size (the dashboard asks on every run).
+    """
+    assigned = select(Assignment.clip_id, Assignment.user_id).subquery()
+    current = (select(Annotation.user_id, Annotation.status, func.count())
+               .join(assigned, and_(assigned.c.clip_id == Annotation.clip_id,
+                                    assigned.c.user_id == Annotation.user_id))
+               .where(Annotation.id.in_(latest_answer_ids())).group_by(Annotation.user_id, Annotation.status))
     with project.session() as session:
-        names = list(session.scalars(
-            select(User.name).where(
-                User.id.in_(select(Assignment.user_id)) | User.id.in_(select(Annotation.user_id))
-            ).order_by(User.id)
-        ))
-    return [user_progress(project, name) for name in names]
+        people = session.execute(select(User.id, User.name, User.role).where(
+            User.id.in_(select(Assignment.user_id)) | User.id.in_(select(Annotation.user_id))
+        ).order_by(User.id)).all()
+        n_assigned = dict(session.execute(select(Assignment.user_id, func.count()).group_by(Assignment.user_id)).all())
+        statuses: dict[int, Counter] = {}
+        for user_id, status, count in session.execute(current):
+            statuses.setdefault(user_id, Counter())[status] = count
+    seconds = _seconds_by_user(project)
+    result = []
+    for user_id, name, role in people:
+        counts = statuses.get(user_id, Counter())
+        # a clip is done once its annotator has a current answer of any status
+        result.append(UserProgress(user=name, role=role, assigned=n_assigned.get(user_id, 0),
+                                   done=sum(counts.values()), submitted=counts["submitted"],
+                                   skipped=counts["skipped"], unclear=counts["unclear"],
+                                   pace=Pace.of(seconds.get(name, []))))
+    return result
 
 
 def throughput(project: Project) -> dict[str, Any]:
@@ -202,7 +221,7 @@ def review_sheet(project: Project, clip_id: int) -> ReviewSheet:
     Fields differ by the rubric's own rule (tolerance for numbers and times, similarity for text), the same rule
     that decides gold answers, so what the reviewer sees highlighted is what sent the clip to review.
     """
-    from curation.review.resolve import values_agree
+    from curation.review.consensus import values_agree
 
     rubric = project.rubric
     answers = sorted(current_annotations(project, clip_ids=[clip_id]), key=lambda a: a.user)
@@ -220,20 +239,29 @@ def label_distribution(project: Project, *, gold: bool = False) -> dict[str, dic
     """Counts per value of each choice and ordinal field, over current submitted answers (or gold answers)."""
     rubric = project.rubric
     names = [f.name for f in rubric.fields if f.type in ("choice", "ordinal")]
+    if not names:
+        return {}
     if gold:
-        from curation.review.resolve import resolve
+        from curation.review.resolve import ClipResolution, refresh_resolution
 
-        rows = [g.fields for g in resolve(project).gold.values()]
+        refresh_resolution(project, "unanimous")
+        query = select(ClipResolution.fields).where(ClipResolution.policy == "unanimous",
+                                                    ClipResolution.state == "gold")
     else:
-        rows = [a.fields for a in current_annotations(project) if a.status == "submitted" and a.fields]
-    result = {}
-    for name in names:
-        counts = Counter(row.get(name) for row in rows if row.get(name) is not None)
-        result[name] = {choice: counts.get(choice, 0) for choice in rubric.field_map[name].choices}
-    return result
+        query = select(Annotation.fields).where(Annotation.id.in_(latest_answer_ids()),
+                                                Annotation.status == "submitted", Annotation.fields.is_not(None))
+    counts = {name: Counter() for name in names}
+    with project.session() as session:
+        for (fields,) in session.execute(query):
+            for name in names:
+                value = (fields or {}).get(name)
+                if value is not None:
+                    counts[name][value] += 1
+    return {name: {choice: counts[name].get(choice, 0) for choice in rubric.field_map[name].choices}
+            for name in names}
 
 
-def forecast(project: Project, target: int) -> dict[str, Any]:
+def forecast(project: Project, target: int, *, pace: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`curation.team.budget.budget_forecast` (labelling, held-out and review work at the team's measured pace)
     in one flat shape for the dashboard, its whole answer kept under ``detail``. Keys: target, hours_total,
     hours_remaining, seconds_per_clip, clips_per_hour, pace_source, parts ({label, hold_out, review} hours),
@@ -243,29 +271,10 @@ def forecast(project: Project, target: int) -> dict[str, Any]:
 
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise CliptuneError(f"target must be a whole number of clips, at least 1, got {target}")
-    detail = budget_forecast(project, target)
+    detail = budget_forecast(project, target, pace=pace)
     pace = detail.get("pace", {})
     return {"target": target, "hours_total": detail.get("total_hours"),
             "hours_remaining": detail.get("remaining_hours"), "seconds_per_clip": pace.get("seconds_per_clip"),
             "clips_per_hour": pace.get("clips_per_hour"), "pace_source": pace.get("source"),
             "parts": {part: (detail.get(part) or {}).get("hours") for part in ("label", "hold_out", "review")},
             "source": "curation.team.budget", "detail": detail}
-
-
-def agreement(project: Project, *, n_boot: int = 500, random_state: int = 0) -> dict[str, Any]:
-    """:func:`curation.review.agreement.agreement_report` with the dashboard's bootstrap size."""
-    from curation.review.field_agreement import agreement_report
-
-    return agreement_report(project, n_boot=n_boot, random_state=random_state)
-
-
-def data_version(project: Project) -> tuple[int, int, int]:
-    """(last annotation id, last review id, last assignment id): changes whenever answers, reviews or
-    assignments change, so costly summaries (agreement bootstraps) can be cached on it."""
-    from sqlalchemy import func
-
-    from curation.records.store import Review
-
-    with project.session() as session:
-        return (session.scalar(select(func.max(Annotation.id))) or 0, session.scalar(select(func.max(Review.id))) or 0,
-                session.scalar(select(func.max(Assignment.id))) or 0)
