@@ -162,4 +162,4 @@ def test_every_verb_is_listed() -> None:
     names = set(get_command(app).commands)
     assert names == {"init", "ingest", "status", "assign", "import-annotations", "resolve", "sample", "agree",
                      "ui", "demo", "split", "export", "budget", "audit", "train", "evaluate",
-                     "check", "backup", "rubric", "users", "labelstudio"}
+                     "check", "backup", "clips", "rubric", "users", "labelstudio"}

@@ -5,8 +5,14 @@ The HTML report is a single file a data lead opens in a browser, offline: plots 
 
 Example::
 
-    report = audit_report(project)          # {"project", "labels", "features", "checks": {"shortcuts": {...}, ...}}
+    report = audit_report(project)   # {"project", "labels", "features", "checks": {"shortcuts": {...}, ...},
+                                     #  "untested": [{"check", "what", "why", "clips"?}], "clip_files": {id: file}}
     write_html(report, "audit.html", project)
+
+Nothing is hidden: ``untested`` lists every part of every check that could not be tested and why (no gold answers,
+too few clips of a class, one clip, media files missing or unreadable — by file name; see
+:mod:`curation.audit.untested`), and clips are named by file beside their id (``clip_files``, each check's
+``flagged_clips``, a ``file`` beside every failed or flagged clip).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from curation.audit.conformance import check_conformance
 from curation.audit.duplicates import check_duplicates
 from curation.audit.result import AuditInputs
 from curation.audit.shortcuts import check_shortcuts
+from curation.audit.untested import clip_files, untested_parts
 from curation.errors import CliptuneError
 from curation.records.store import Clip, Project
 
@@ -55,7 +62,8 @@ def audit_report(project: Project, *, checks: tuple[str, ...] | list[str] = CHEC
             results[name] = check_conformance(project)
         else:
             results[name] = check_balance(inputs)
-    return {
+    files = clip_files(project)
+    report = {
         "project": project.name,
         "path": str(project.path),
         "rubric": {"name": project.rubric.name, "version": project.rubric_version},
@@ -64,8 +72,25 @@ def audit_report(project: Project, *, checks: tuple[str, ...] | list[str] = CHEC
                    "by_source": inputs.label_sources, "needs_review": inputs.needs_review,
                    "unlabelled": inputs.unlabelled},
         "features": features.to_dict() if features is not None else None,
-        "checks": {name: result.to_dict() for name, result in results.items()},
+        "checks": {name: _with_files(result.to_dict(), files) for name, result in results.items()},
+        "clip_files": {str(clip_id): path for clip_id, path in sorted(files.items())},
     }
+    if report["features"] is not None:
+        for item in report["features"].get("failed", []):
+            item.setdefault("file", files.get(int(item["clip"])))
+    report["untested"] = untested_parts(report, project, files)
+    return report
+
+
+def _with_files(check: dict[str, Any], files: dict[int, str]) -> dict[str, Any]:
+    """Name clips by file as well as id, without renaming anything: ``flagged_clips`` (every clip the check scores
+    above 0, highest first, as ``{"clip", "file", "score"}``) and a ``file`` beside each flagged item's ``clip``."""
+    scored = sorted(((int(c), s) for c, s in check.get("scores", {}).items() if s > 0), key=lambda cs: (-cs[1], cs[0]))
+    check["flagged_clips"] = [{"clip": c, "file": files.get(c), "score": s} for c, s in scored]
+    for item in check.get("flagged", []):
+        if isinstance(item, dict) and isinstance(item.get("clip"), int):
+            item.setdefault("file", files.get(item["clip"]))
+    return check
 
 
 # -- SVG ---------------------------------------------------------------------------------------------------------
@@ -252,6 +277,26 @@ def _balance_html(check: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _untested_html(untested: list[dict[str, Any]] | None) -> list[str]:
+    """Every part no check could test, with why and the clips concerned (by id and file): nothing hidden."""
+    if untested is None:
+        return []
+    if not untested:
+        return ["<p class='ok'>Every check could test every part.</p>"]
+    parts = ["<h2 id='untested'>Not tested</h2><p class='muted'>These parts could not be tested; a check that flags "
+             "nothing here has not cleared them.</p><ul>"]
+    for part in untested:
+        parts.append(f"<li><b>{_esc(part['check'])}</b>: {_esc(part['what'])} — {_esc(part['why'])}")
+        clips = part.get("clips") or []
+        if clips:
+            rows = "".join(f"<tr><td>{_esc(c['clip'])}</td><td>{_esc(c.get('file'))}</td>"
+                           f"<td>{_esc(c.get('error', ''))}</td></tr>" for c in clips)
+            parts.append(f"<table><tr><th>clip</th><th>file</th><th>error</th></tr>{rows}</table>")
+        parts.append("</li>")
+    parts.append("</ul>")
+    return parts
+
+
 def render_html(report: dict[str, Any], project: Project | None = None) -> str:
     """The report as one HTML page with inline SVG plots and embedded thumbnails."""
     checks = report["checks"]
@@ -262,12 +307,17 @@ def render_html(report: dict[str, Any], project: Project | None = None) -> str:
              f"<p class='muted'>Rubric {_esc(report['rubric']['name'])} {_esc(report['rubric']['version'])} · "
              f"{_esc(report['created_at'])} · labels: {labels['gold']} {_esc(labels['used'])}; "
              f"{labels['needs_review']} clips need review, {labels['unlabelled']} unlabelled.</p>",
-             "<table><tr><th>check</th><th>flagged</th></tr>"]
+             "<table><tr><th>check</th><th>flagged</th><th>not tested</th></tr>"]
+    untested = report.get("untested")  # None: a report made before reports listed them
     for name, check in checks.items():
         count = len(check["flagged"]) if name != "duplicates" else len(check.get("clusters", []))
         css = "flag" if count else "ok"
-        parts.append(f"<tr><td><a href='#{name}'>{name}</a></td><td class='{css}'>{count}</td></tr>")
+        gaps = sum(1 for part in untested or [] if part["check"] == name)
+        gap_cell = f"<a href='#untested'>{gaps} parts</a>" if gaps else "-"
+        parts.append(f"<tr><td><a href='#{name}'>{name}</a></td><td class='{css}'>{count}</td>"
+                     f"<td>{gap_cell}</td></tr>")
     parts.append("</table>")
+    parts += _untested_html(untested)
     sections = {"shortcuts": ("Shortcuts: nuisance features that predict a label", lambda c: _shortcuts_html(c)),
                 "duplicates": ("Near-duplicates and leakage", lambda c: _duplicates_html(c, project)),
                 "conformance": ("Conformance to the rubric", lambda c: (

@@ -144,8 +144,11 @@ def audit_command(
     random_state: Annotated[int, typer.Option(help="Seed for the folds and label shuffles.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """Audit the data: shortcuts, near-duplicates and leakage, rubric conformance, rare classes."""
+    """Audit the data: shortcuts, near-duplicates and leakage, rubric conformance, rare classes. Every part a check
+    could not test (no gold answers, too few clips of a class, one clip, missing or unreadable media) is listed with
+    why; these are findings, not errors (exit 0)."""
     from curation.audit.report import audit_report, write_html
+    from curation.audit.text_report import text_lines
 
     if html_path is not None and not html_path.parent.exists():
         raise CliptuneError(f"--html {html_path}: no such folder {html_path.parent}")
@@ -158,21 +161,7 @@ def audit_command(
     if as_json:
         print_json(report)
         return
-    results = report["checks"]
-    out.print(f"labels: {report['labels']['gold']} gold answers ({fmt_counts(report['labels']['by_source'])}), "
-              f"{report['labels']['needs_review']} need review, {report['labels']['unlabelled']} unlabelled")
-    for name, check in results.items():
-        items = check["flagged"]
-        if name == "duplicates":
-            out.print(f"[bold]duplicates[/]: {len(check['clusters'])} clusters ({len(items)} clips), "
-                      f"{len(check['leakage'])} leaks")
-            lines = [leak["message"] for leak in check["leakage"]] + [str(c) for c in check["clusters"]]
-        else:
-            out.print(f"[bold]{name}[/]: {len(items)} flagged")
-            lines = [item["message"] for item in items]
-        for line in lines[:10]:
-            out.print(f"  {line}", highlight=False, markup=False)
-        if len(lines) > 10:
-            out.print(f"  … and {len(lines) - 10} more (see --json or --html)", highlight=False)
+    for line in text_lines(report):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     if html_path is not None:
         out.print(f"report: {html_path}")

@@ -327,6 +327,7 @@ def agree_command(
 
 
 # The data lead's and the store's verbs: inside this package, so a plain import registers them on `app`.
+from curation.cli import clips as _clip_verbs  # noqa: E402,F401
 from curation.cli import dataset as _dataset_verbs  # noqa: E402,F401
 from curation.cli import maintenance as _maintenance_verbs  # noqa: E402,F401
 
