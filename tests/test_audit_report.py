@@ -47,7 +47,8 @@ def test_cli_prints_every_check_in_the_documented_shape_and_writes_the_page(labe
     assert main(["audit", str(labelled), "--json", "--html", str(page)]) == 0
     report = json.loads(capsys.readouterr().out)
     checks = report["checks"]
-    assert list(checks) == ["shortcuts", "duplicates", "conformance", "balance"]
+    assert list(checks) == ["shortcuts", "local_shortcuts", "duplicates", "conformance", "balance"]
+    assert checks["local_shortcuts"]["summary"]["clips_labelled"] == 12  # region maps of every labelled clip
     assert isinstance(checks["shortcuts"]["flagged"], list) and checks["shortcuts"]["summary"]["clips_labelled"] == 12
     assert checks["duplicates"]["clusters"] == [] and checks["duplicates"]["leakage"] == []
     assert checks["conformance"]["flagged"] == [] and checks["conformance"]["summary"]["checked"]["gold"] == 12

@@ -28,13 +28,14 @@ from typing import Any
 from curation.audit.balance import check_balance
 from curation.audit.conformance import check_conformance
 from curation.audit.duplicates import check_duplicates
+from curation.audit.local_shortcuts import check_local_shortcuts
 from curation.audit.result import AuditInputs
 from curation.audit.shortcuts import check_shortcuts
 from curation.audit.untested import clip_files, untested_parts
 from curation.errors import CliptuneError
 from curation.records.store import Clip, Project
 
-CHECKS = ("shortcuts", "duplicates", "conformance", "balance")
+CHECKS = ("shortcuts", "local_shortcuts", "duplicates", "conformance", "balance")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -56,6 +57,8 @@ def audit_report(project: Project, *, checks: tuple[str, ...] | list[str] = CHEC
     for name in checks:
         if name == "shortcuts":
             results[name] = check_shortcuts(inputs, random_state=random_state)
+        elif name == "local_shortcuts":
+            results[name] = check_local_shortcuts(project, inputs=inputs, random_state=random_state, workers=workers)
         elif name == "duplicates":
             results[name] = check_duplicates(project, workers=workers, feature_report=features)
         elif name == "conformance":
@@ -277,6 +280,22 @@ def _balance_html(check: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _local_shortcuts_html(check: dict[str, Any], project: Project | None) -> list[str]:
+    """Each finding's words and, where the project is at hand, a heat map of the region over a sample frame."""
+    if not check["flagged"]:
+        return ["<p class='ok'>No region of the picture predicts a label within its camera or group.</p>"]
+    from curation.audit.local_figure import local_shortcut_figure
+
+    parts = []
+    for finding in check["flagged"]:
+        parts.append(f"<p class='flag'>{_esc(finding['message'])}</p>")
+        if project is not None:
+            figure = local_shortcut_figure(project, finding)
+            parts.append(f"<figure><img src='{figure['data_uri']}' alt='where: {_esc(finding.get('where', ''))}'>"
+                         f"<figcaption class='muted'>{_esc(figure['caption'])}</figcaption></figure>")
+    return parts
+
+
 def _untested_html(untested: list[dict[str, Any]] | None) -> list[str]:
     """Every part no check could test, with why and the clips concerned (by id and file): nothing hidden."""
     if untested is None:
@@ -319,6 +338,8 @@ def render_html(report: dict[str, Any], project: Project | None = None) -> str:
     parts.append("</table>")
     parts += _untested_html(untested)
     sections = {"shortcuts": ("Shortcuts: nuisance features that predict a label", lambda c: _shortcuts_html(c)),
+                "local_shortcuts": ("Local shortcuts: a mark in one part of the picture that predicts a label",
+                                    lambda c: _local_shortcuts_html(c, project)),
                 "duplicates": ("Near-duplicates and leakage", lambda c: _duplicates_html(c, project)),
                 "conformance": ("Conformance to the rubric", lambda c: (
                     [f"<p class='flag'>{_esc(f['message'])}</p>" for f in c["flagged"]]

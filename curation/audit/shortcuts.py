@@ -274,9 +274,11 @@ def _predict(sub: dict[str, Any] | None, subs: list[dict[str, Any]], labels: np.
     return _combined_predictions(subs, labels, folds) if sub is None else _held_out_predictions(sub, labels, folds)
 
 
-def _test_field(field_name: str, raw: pd.Series, choices: list[str], columns: list[dict[str, Any]], groups: np.ndarray,
-                rng: np.random.Generator, settings: dict[str, Any]) -> dict[str, Any]:
-    """Every class of one field against every feature; p-values corrected for testing them all at once."""
+def field_findings(field_name: str, raw: pd.Series, choices: list[str], columns: list[dict[str, Any]],
+                   groups: np.ndarray, rng: np.random.Generator, settings: dict[str, Any], *,
+                   combined: bool = True) -> dict[str, Any]:
+    """Every class of one field against every feature; p-values corrected for testing them all at once.
+    ``combined`` adds the model over all features (feature "all") to the candidates."""
     present = raw.notna().to_numpy()
     classes = raw.astype(str).to_numpy()[present]
     shuffles = np.stack([rng.permutation(classes) for _ in range(settings["n_permutations"])])
@@ -284,7 +286,7 @@ def _test_field(field_name: str, raw: pd.Series, choices: list[str], columns: li
     # share of shuffles where something scored as high, so testing many features does not breed false alarms.
     null_max = np.zeros(len(shuffles))
     results, skipped, folds_used, tested = [], [], {}, []
-    candidates = [(c, c["name"]) for c in columns] + ([(None, ALL_FEATURES)] if columns else [])
+    candidates = [(c, c["name"]) for c in columns] + ([(None, ALL_FEATURES)] if columns and combined else [])
     subs = [_subset(c, present) for c in columns]
     for cls in choices:
         y = classes == cls
@@ -296,7 +298,7 @@ def _test_field(field_name: str, raw: pd.Series, choices: list[str], columns: li
         folds, cv, cv_note = make_folds(y, groups[present], settings["n_splits"], settings["random_state"])
         folds_used[f"{field_name}={cls}"] = cv_note
         shuffled = shuffles == cls
-        for (column, feature), sub in zip(candidates, subs + [None], strict=True):
+        for (column, feature), sub in zip(candidates, subs + [None] * (len(candidates) - len(subs)), strict=True):
             held_out = _predict(sub, subs, y[None, :], folds)
             score = float(balanced_accuracy(y, held_out)[0])
             null_max = np.maximum(null_max, balanced_accuracy(shuffled, _predict(sub, subs, shuffled, folds)))
@@ -391,7 +393,7 @@ def check_shortcuts(
     for field_name in fields:
         raw = inputs.labels.loc[ids, field_name]
         choices = inputs.rubric.field_map[field_name].choices or sorted(set(raw.dropna().astype(str)))
-        outcome = _test_field(field_name, raw, choices, columns, groups, rng, settings)
+        outcome = field_findings(field_name, raw, choices, columns, groups, rng, settings)
         results += outcome["results"]
         skipped += outcome["skipped"]
         cv_used.update(outcome["folds"])

@@ -30,7 +30,7 @@ def _headline(name: str, check: dict[str, Any], gaps: list[dict[str, Any]]) -> s
                 f"{len(check.get('leakage', []))} leaks among {compared} clip{'' if compared == 1 else 's'} compared")
     else:
         head = f"{name}: {len(check['flagged'])} flagged"
-    if name == "shortcuts":
+    if name in ("shortcuts", "local_shortcuts"):
         tested = summary.get("tested", 0)
         return head + (f" of {tested} feature/class combinations tested" if tested
                        else " — nothing could be tested (see \"not tested\" below)")

@@ -24,7 +24,8 @@ from sqlalchemy import select
 
 from curation.records.store import Clip, Project
 
-DECODED_CHECKS = ("shortcuts", "duplicates")  # the checks that read pictures: a clip that cannot be read is not in them
+# the checks that read pictures: a clip that cannot be read is not in them
+DECODED_CHECKS = ("shortcuts", "local_shortcuts", "duplicates")
 
 
 def clip_files(project: Project) -> dict[int, str]:
@@ -169,8 +170,8 @@ def untested_parts(report: dict[str, Any], project: Project, files: dict[int, st
     failures = media_failures(project, failed) if set(DECODED_CHECKS) & set(checks) else []
     parts: list[dict[str, Any]] = []
     for name, check in checks.items():
-        if name == "shortcuts":
-            parts += _shortcut_parts(check, labels, n_clips, failures)
+        if name in ("shortcuts", "local_shortcuts"):  # one-feature rules both: the same parts can go untested
+            parts += [{**part, "check": name} for part in _shortcut_parts(check, labels, n_clips, failures)]
         elif name == "duplicates":
             parts += _duplicate_parts(check, n_clips, failures)
         elif name == "balance":

@@ -139,7 +139,7 @@ def audit_command(
     project: ProjectArg,
     html_path: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")] = None,
     checks: Annotated[str, typer.Option(help="Comma-separated checks to run.")] = (
-        "shortcuts,duplicates,conformance,balance"),
+        "shortcuts,local_shortcuts,duplicates,conformance,balance"),
     workers: Annotated[int | None, typer.Option(help="Processes decoding clips (default: one per core).")] = None,
     random_state: Annotated[int, typer.Option(help="Seed for the folds and label shuffles.")] = 0,
     as_json: JsonOption = False,
