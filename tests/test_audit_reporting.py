@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from curation.audit.report import CHECKS
 from curation.audit.text_report import text_lines
+from curation.audit.untested import DECODED_CHECKS
 
 REPO = Path(__file__).resolve().parent.parent
 RUBRIC = REPO / "rubrics" / "surveillance_alert.yaml"
@@ -82,10 +84,10 @@ def test_no_answers_deleted_and_unreadable_media_are_named(six_clips: list[Path]
     assert "shortcuts: 0 flagged — nothing could be tested (see \"not tested\" below)" in lines
     assert any(line.startswith("  not tested: the whole check: no feature was tested against any label — no clip "
                                "has a gold answer yet (6 unlabelled") for line in lines)
-    # The deleted clip and the damaged one, by file, under both checks that decode pictures.
+    # The deleted clip and the damaged one, by file, under every check that decodes pictures.
     missing = [i for i, line in enumerate(lines) if "1 clip whose media file is missing" in line]
     broken = [i for i, line in enumerate(lines) if "1 clip whose media cannot be decoded" in line]
-    assert len(missing) == 2 and len(broken) == 2
+    assert len(missing) == len(DECODED_CHECKS) and len(broken) == len(DECODED_CHECKS)
     for i in missing:
         assert str(deleted) in lines[i + 1] and "clip 2 " in lines[i + 1]
     for i in broken:
@@ -105,7 +107,7 @@ def test_no_answers_deleted_and_unreadable_media_are_named(six_clips: list[Path]
     parts = {(p["check"], p["what"]): p for p in report["untested"]}
     gone = parts[("duplicates", "1 clip whose media file is missing")]["clips"]
     assert [(c["clip"], c["file"]) for c in gone] == [(2, str(deleted))] and gone[0]["error"]
-    assert {"shortcuts", "duplicates", "conformance", "balance"} == {p["check"] for p in report["untested"]}
+    assert set(CHECKS) == {p["check"] for p in report["untested"]}
 
 
 def test_one_clip_with_a_gold_answer(sample_dir: Path, tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ comparable between cameras):
 ``duration_s``, ``fps``, ``width``, ``height`` and ``bitrate`` come from the clip's probe at ingest.
 
 The same frames give the clip's near-duplicate signature (frame hashes, the median
-picture and what moves; see :mod:`curation.audit.duplicates`). Results are cached in the ``clip_features`` table,
+picture, what moves, and the foreground content grids: each frame minus the clip's still background on a
+size-independent grid; see :mod:`curation.audit.duplicates`). Results are cached in the ``clip_features`` table,
 one row per clip and ``EXTRACTOR_VERSION``: a clip is decoded again only when it is new or the extractor changed.
 A clip that cannot be decoded is listed with its reason and is not cached, so it is tried again next time.
 
@@ -49,7 +50,9 @@ from sqlalchemy.exc import IntegrityError
 from curation.errors import CliptuneError, VideoError
 from curation.records.store import Clip, ClipFeatures, Project
 
-EXTRACTOR_VERSION = "1"
+# "2": the near-duplicate signature gained the foreground content grids (``content``); version-1 rows lack them
+# and are recomputed, never misread.
+EXTRACTOR_VERSION = "2"
 SAMPLE_FPS = 4.0
 MAX_FRAMES = 32
 MAX_HEIGHT = 144
@@ -61,6 +64,10 @@ UNSTABLE_RANGE = 30.0  # grey levels a (3x3 averaged) pixel must swing within a 
 OCCUPANCY_LEVEL = 12.0  # grey levels a grid cell must differ from the clip's median picture to count as occupied
 OCCUPANCY_GRID = (8, 6)  # columns, rows (cv2's order); packed into a 64-bit code, high bits first
 OCCUPANCY_PAD = 64 - OCCUPANCY_GRID[0] * OCCUPANCY_GRID[1]  # leading zero bits of each code
+# Foreground content grid (columns, rows): each sampled frame minus the clip's median picture (its still
+# background), in colour, averaged into this many cells whatever the clip's size, so rescaled copies give the
+# same grid. Stored as int8 (residual / 2).
+CONTENT_GRID = (16, 12)
 
 
 @dataclass
@@ -138,8 +145,24 @@ def frame_features(frames: np.ndarray) -> dict[str, Any]:
             "median": encode_png(np.clip(np.round(median), 0, 255).astype(np.uint8)),
             "unstable": encode_png(unstable.astype(np.uint8) * 255),
             "occupancy": [f"{o:012x}" for o in occupancy],
+            "content": content_grids(frames),
         },
     }
+
+
+def content_grids(frames: np.ndarray) -> str:
+    """What differs from the clip's still background, frame by frame: RGB frames minus their median picture,
+    averaged into ``CONTENT_GRID`` cells (int8, residual / 2), base64 of shape (frames, rows, columns, 3).
+
+    A brightened copy has the same residual (both terms shift), a rescaled one the same cells; the still
+    background that every clip of a fixed camera shares is gone, so the comparison sees who moves where and when.
+    """
+    import cv2
+
+    colour = frames.astype(np.float32)
+    residual = colour - np.median(colour, axis=0)
+    cells = np.stack([cv2.resize(r, CONTENT_GRID, interpolation=cv2.INTER_AREA) for r in residual])
+    return base64.b64encode(np.clip(np.rint(cells / 2), -127, 127).astype(np.int8).tobytes()).decode("ascii")
 
 
 def clip_visuals(job: dict[str, Any]) -> dict[str, Any]:
@@ -361,4 +384,11 @@ def signature_of(values: dict[str, Any]) -> dict[str, Any]:
         "median": decode_png(signature["median"]),
         "unstable": decode_png(signature["unstable"]) > 0,
         "occupancy": np.array([int(o, 16) for o in signature["occupancy"]], dtype=np.uint64),
+        "content": content_of(signature),
     }
+
+
+def content_of(signature: dict[str, Any]) -> np.ndarray:
+    """The stored foreground content grids as float32 (frames, rows, columns, 3), in grey levels."""
+    cells = np.frombuffer(base64.b64decode(signature["content"]), np.int8).astype(np.float32) * 2
+    return cells.reshape(-1, CONTENT_GRID[1], CONTENT_GRID[0], 3)

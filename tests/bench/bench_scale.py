@@ -163,13 +163,21 @@ def main() -> None:
     report["setup_s"] = round(time.perf_counter() - tic, 1)
     report["answer_lines"] = lines
 
-    verbs = [run_verb("import-annotations", str(project_path), str(answers)),
-             run_verb("resolve", str(project_path)),
-             run_verb("resolve", str(project_path)),
-             run_verb("agree", str(project_path), "--n-boot", "1000"),
-             run_verb("split", str(project_path), "--test-size", "0.15"),
-             run_verb("export", str(project_path), str(root / "export"), "--format", "hf,llamafactory,swift,trl")]
-    verbs[2]["verb"] = "resolve (again, nothing new)"
+    print(f"{args.clips:,} clips, {lines:,} answer lines, {report['cpu_count']} cores (set up in "
+          f"{report['setup_s']} s)")
+    print(f"{'verb':<32}{'wall s':>9}{'cpu s':>9}{'peak RSS MB':>13}", flush=True)
+    verbs = []
+    for label, args_ in (("import-annotations", ("import-annotations", str(project_path), str(answers))),
+                         ("resolve", ("resolve", str(project_path))),
+                         ("resolve (again, nothing new)", ("resolve", str(project_path))),
+                         ("agree", ("agree", str(project_path), "--n-boot", "1000")),
+                         ("split", ("split", str(project_path), "--test-size", "0.15")),
+                         ("export", ("export", str(project_path), str(root / "export"), "--format",
+                                     "hf,llamafactory,swift,trl"))):
+        verb = run_verb(*args_)
+        verb["verb"] = label
+        verbs.append(verb)
+        print(f"{label:<32}{verb['wall_s']:>9}{verb['cpu_s']:>9}{verb['peak_rss_mb']:>13}", flush=True)
     agree_event = verbs[3]["output"]["fields"]["event"]
     baseline = pandas_agreement_baseline(project_path / "cliptune.db")
     report["verbs"] = [{k: v for k, v in verb.items() if k != "output"} for verb in verbs]
@@ -178,10 +186,6 @@ def main() -> None:
                                  "agree_over_baseline": round(verbs[3]["wall_s"] / baseline["seconds"], 2)}
     report["pages"] = page_timings(project_path)
 
-    print(f"{args.clips:,} clips, {lines:,} answer lines, {report['cpu_count']} cores")
-    print(f"{'verb':<32}{'wall s':>9}{'cpu s':>9}{'peak RSS MB':>13}")
-    for verb in report["verbs"]:
-        print(f"{verb['verb']:<32}{verb['wall_s']:>9}{verb['cpu_s']:>9}{verb['peak_rss_mb']:>13}")
     print(f"pandas baseline (event alpha + 1,000 bootstraps): {baseline['seconds']} s; agree / baseline "
           f"{report['agreement_event']['agree_over_baseline']}x; values: cliptune {agree_event['value']} "
           f"{agree_event['ci']}, pandas {baseline['value']} {baseline['ci']}")
