@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, desc, select
+from sqlalchemy import delete, desc, insert, select
 
 from curation.dataset.split import TEST, TRAIN, UNASSIGNED, split_report, stratified_group_split
 from curation.errors import CliptuneError
-from curation.records.store import Clip, Event, Project, SplitEntry
+from curation.records.store import Clip, Event, Project, SplitEntry, utcnow
 from curation.review.resolve import resolve
 
 SPLITS = ("train", "test")
@@ -243,9 +243,10 @@ def split_project(
         if frozen_now != set(frozen) | {c for c in frozen_now if c not in groups}:
             raise CliptuneError("another split froze clips while this one ran; nothing was written — run it again")
         session.execute(delete(SplitEntry).where(SplitEntry.frozen.is_(False)))
-        session.add_all(
-            SplitEntry(clip_id=c, split=assignment[c], dataset_version=version, frozen=freeze) for c in new_ids
-        )
+        if new_ids:  # plain rows: 100,000 ORM objects cost seconds under the write lock
+            created = utcnow()
+            session.execute(insert(SplitEntry), [{"clip_id": c, "split": assignment[c], "dataset_version": version,
+                                                  "frozen": freeze, "created_at": created} for c in new_ids])
         params = {"test_size": float(test_size), "stratify": fields, "random_state": random_state, "policy": policy,
                   "freeze": freeze, "dataset_version": version, "new": len(new_ids), "kept_frozen": len(frozen),
                   "extra_groups": len(extra_groups or {})}

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from itertools import combinations
 from typing import Any
 
@@ -148,36 +149,67 @@ class AgreementState:
     def __init__(self, rubric: Rubric) -> None:
         self.rubric = rubric
         self.rows: dict[int, dict[str, Any]] = {}
-        self._alpha: dict[str, FieldStatistics] = {}
-        self._dirty = True
+        self._alpha_names = [f.name for f in rubric.fields if f.type != "text"]
+        self._alpha_set = set(self._alpha_names)
+        self._alpha: dict[str, FieldStatistics] | None = None  # built at the first report, then updated per clip
+        # running sums, so a changed clip costs its own row only: units per field by (people, who answered)
+        self._units: dict[str, Counter] = {f.name: Counter() for f in rubric.fields}
+        self._sums: dict[str, list[int]] = {}
+        self._clips: Counter = Counter()
+        self._seconds: dict[str, dict[int, float]] = {}
+        self._answered = Counter()  # clips by number of valid answers: 0, 1, 2 or more
+        self._invalid = 0  # rows holding a value alpha refuses
 
     def apply(self, clip_id: int, row: dict[str, Any]) -> None:
+        """Set (or replace) the row of one clip."""
+        old = self.rows.get(clip_id)
+        if old is not None:
+            self._count(clip_id, old, -1)
         self.rows[clip_id] = row
-        self._dirty = True
+        self._count(clip_id, row, +1)
+        if self._alpha is not None:
+            for name in self._alpha_names:
+                if name in row["f"]:
+                    self._alpha[name].update_vector(clip_id, row["f"][name][1:])
+                else:
+                    self._alpha[name].remove(clip_id)
+
+    def _count(self, clip_id: int, row: dict[str, Any], step: int) -> None:
+        for name, figures in row["f"].items():
+            if figures[0] & (figures[0] - 1):  # two values or more: a unit
+                self._units[name][(tuple(row["u"]), figures[0])] += step
+        for user, figures in zip(row["u"], row["p"], strict=False):  # the first n people answered validly
+            total = self._sums.setdefault(user, [0, 0, 0, 0])
+            for i, value in enumerate(figures):
+                total[i] += step * value
+            self._clips[user] += step
+        for user, value in zip(row["u"], row["s"], strict=True):
+            if value is not None:
+                times = self._seconds.setdefault(user, {})
+                if step > 0:
+                    times[clip_id] = value
+                else:
+                    times.pop(clip_id, None)
+        self._answered[min(row["n"], 2)] += step
+        if any(figures[4] for name, figures in row["f"].items() if name in self._alpha_set):
+            self._invalid += step
 
     def has_invalid_labels(self) -> bool:
         """Whether a stored row holds a value alpha refuses (then the report computes from the answers)."""
-        alpha = {f.name for f in self.rubric.fields if f.type != "text"}
-        return any(figures[4] for row in self.rows.values() for name, figures in row["f"].items() if name in alpha)
+        return self._invalid > 0
 
     def _statistics(self) -> dict[str, FieldStatistics]:
-        if self._dirty:
+        if self._alpha is None:
             self._alpha = {f.name: FieldStatistics.from_vectors(f, {clip: row["f"][f.name][1:]
                                                                     for clip, row in self.rows.items()
                                                                     if f.name in row["f"]})
                            for f in self.rubric.fields if f.type != "text"}
-            self._dirty = False
         return self._alpha
 
     def _counts(self, name: str) -> dict[str, Any]:
-        n_items, seen = 0, set()
-        for row in self.rows.values():
-            mask = row["f"].get(name, (0,))[0]
-            if mask & (mask - 1):  # two values or more: a unit
-                n_items += 1
-                seen.add((tuple(row["u"]), mask))  # few distinct teams: names are picked out once per team below
-        people = {user for users, mask in seen for i, user in enumerate(users) if mask >> i & 1}
-        return {"n_items": n_items, "n_annotators": len(people)}
+        units = +self._units[name]  # unary plus drops teams counted down to zero
+        people = {user for users, mask in units for i, user in enumerate(users) if mask >> i & 1}
+        return {"n_items": sum(units.values()), "n_annotators": len(people)}
 
     def report(self, *, n_boot: int = 1000, random_state: int | None = 0,
                annotator_names: set[str] | None = None) -> dict[str, Any]:
@@ -207,8 +239,7 @@ class AgreementState:
                                    for key, value in choice_agreement(stats[name]).items()})
             fields[name] = result
         return {"fields": fields, "annotators": self._people(annotator_names or set()),
-                "clips_with_overlap": sum(1 for row in self.rows.values() if row["n"] >= 2),
-                "clips_answered": sum(1 for row in self.rows.values() if row["n"])}
+                "clips_with_overlap": self._answered[2], "clips_answered": self._answered[1] + self._answered[2]}
 
     def _text_report(self, name: str, counts: dict[str, Any], n_boot: int, random_state: int | None
                      ) -> dict[str, Any]:
@@ -231,21 +262,11 @@ class AgreementState:
         return result
 
     def _people(self, annotator_names: set[str]) -> dict[str, dict[str, Any]]:
-        sums: dict[str, list[int]] = {}
-        clips: dict[str, int] = {}
-        seconds: dict[str, list[float]] = {}
-        for row in self.rows.values():
-            for user, figures in zip(row["u"], row["p"], strict=False):  # the first n people answered validly
-                total = sums.setdefault(user, [0, 0, 0, 0])
-                for i, value in enumerate(figures):
-                    total[i] += value
-                clips[user] = clips.get(user, 0) + 1
-            for user, value in zip(row["u"], row["s"], strict=True):
-                if value is not None:
-                    seconds.setdefault(user, []).append(value)
+        clips = +self._clips
+        seconds = {user: list(times.values()) for user, times in self._seconds.items() if times}
         people = {}
         for user in sorted(set(clips) | set(seconds)):
-            pair_hits, pair_n, gold_hits, gold_n = sums.get(user, [0, 0, 0, 0])
+            pair_hits, pair_n, gold_hits, gold_n = self._sums.get(user, [0, 0, 0, 0])
             people[user] = {
                 "clips": clips.get(user, 0),
                 "agreement_with_others": round(pair_hits / pair_n, 4) if pair_n else None,

@@ -151,6 +151,10 @@ class FieldStatistics:
         """Set the row of one clip (new or changed answers), as :func:`clip_statistics` returns it."""
         self._pending[int(clip_id)] = self._vector(row)
 
+    def update_vector(self, clip_id: int, vector: list[float | None]) -> None:
+        """Set the row of one clip from its stored flat form (:meth:`vector`)."""
+        self._pending[int(clip_id)] = np.array(vector, dtype=np.float64)
+
     def remove(self, clip_id: int) -> None:
         """Forget a clip (all its answers withdrawn); unknown ids are ignored."""
         self._pending[int(clip_id)] = None

@@ -49,6 +49,7 @@ class Tally:
         self.current: dict[tuple[int, int], tuple[str, tuple | None, float | None]] = {}
         self.active: set[int] = set()  # users with an assignment or an answer
         self.budget_pace: dict[str, Any] | None = None
+        self.submitted_seconds: dict[int, dict[int, float]] = {}  # per user, clip -> seconds of a current submitted
         self.statuses: dict[int, Counter] = {}  # per user, current answers of assigned clips
         self.seconds: dict[int, list[float]] = {}  # per user, every labelling act with a time
         self.paces: dict[int, Pace] = {}  # medians are sorts: kept until that person's times change
@@ -107,6 +108,11 @@ class Tally:
             if key in self.assigned:
                 self.statuses[key[1]][old[0]] -= 1
         self.current[key] = (status, values, seconds)
+        timed = self.submitted_seconds.setdefault(key[1], {})
+        if status == "submitted" and seconds is not None and seconds > 0:
+            timed[key[0]] = float(seconds)
+        else:
+            timed.pop(key[0], None)
         self.active.add(key[1])
         self.budget_pace = None
         self._count(self.answer_counts, values, +1)
@@ -189,11 +195,8 @@ class Tally:
     def measured_pace(self) -> dict[str, Any]:
         """As :func:`curation.team.budget.measured_pace` (for :func:`~curation.team.budget.budget_forecast`)."""
         if self.budget_pace is None:
-            per_annotator: dict[str, list[float]] = {}
-            for (_, user_id), (status, _, seconds) in self.current.items():
-                if status == "submitted" and seconds is not None and seconds > 0:
-                    per_annotator.setdefault(self.users[user_id][0], []).append(float(seconds))
-            self.budget_pace = pace_from_seconds(per_annotator)
+            self.budget_pace = pace_from_seconds({self.users[user_id][0]: list(times.values())
+                                                  for user_id, times in self.submitted_seconds.items() if times})
         return dict(self.budget_pace)
 
     def agreement(self, *, n_boot: int = 500, random_state: int = 0) -> dict[str, Any]:
