@@ -5,7 +5,7 @@ of its foreground (where and in what colours things differ from its still backgr
 the signed mean of its content grids, :mod:`curation.audit.content_match`) and ``BANDS`` locality-sensitive keys
 (random-hyperplane signs of the descriptor, ``ROWS`` bits a key). A new clip is a candidate against the clips that
 share a key with it or with its mirror image; of those, its ``TOP_K`` nearest by descriptor (cosine at least
-``RANK_FLOOR``) are compared in full (:func:`curation.audit.duplicates.compare`). Descriptors, keys, confirmed
+``RANK_FLOOR``) are compared in full (:func:`curation.audit.pair_match.compare`). Descriptors, keys, confirmed
 pairs and the clusters are stored: adding clips compares only pairs with a new clip, and reading the clusters
 when nothing was added computes nothing.
 
@@ -176,7 +176,7 @@ def update_index(project: Project, never: set[frozenset[int]], *, failed: list[d
     """Index the clips that have features but no index entry, compare their candidate pairs, store the confirmed
     pairs and the clusters. ``never``: pairs known to be distinct (segments of one recording); ``failed``: clips
     whose media could not be read (kept with the state, so a later read still names them)."""
-    from curation.audit.duplicates import _prepared, cluster_pairs, compare, has_content, strength, vetoed
+    from curation.audit.pair_match import _prepared, cluster_pairs, compare, has_content, strength, vetoed
 
     ensure_tables(project, *TABLES)
     started = time.perf_counter()
