@@ -22,7 +22,8 @@ from curation.records.store import Annotation, Base, Clip, Project, Review, User
 
 # Rows per write transaction: short enough that annotators submitting meanwhile barely wait.
 WRITE_BATCH_ROWS = 2000
-WRITE_BATCH_SECONDS = 0.5
+WRITE_BATCH_SECONDS = 0.25
+PAUSE_SECONDS = 0.12
 # Clips per IN (...) list when reading the answers of changed clips.
 READ_CHUNK = 5000
 
@@ -129,10 +130,14 @@ def write_rows(project: Project, table: Table, rows: list[dict[str, Any]]) -> No
             end = start
             while end < len(rows) and end - start < WRITE_BATCH_ROWS and \
                     time.perf_counter() - tic < WRITE_BATCH_SECONDS:
-                batch = rows[end:end + 500]
+                batch = rows[end:end + 100]
                 session.execute(statement, batch)  # one compiled statement, executemany
                 end += len(batch)
         start = end
+        if start < len(rows):
+            # SQLite's lock is no queue: a writer that takes it straight back starves the app's annotators,
+            # whose busy handler sleeps between tries. Leave them a moment as long as the lock was held.
+            time.sleep(min(PAUSE_SECONDS, time.perf_counter() - tic))
 
 
 def advance_watermark(project: Project, name: str, version: str, now: tuple[int, int, int]) -> None:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,54 @@ def run_verb(*args: str) -> dict:
             # ru_maxrss of children is the largest child so far: the verbs run in increasing order of memory
             # would hide a smaller one, so each reading is "at most" for the verbs after the largest
             "peak_rss_mb": round(after.ru_maxrss / 1024), "output": json.loads(done.stdout or "null")}
+
+
+def _annotator(project_path: str, name: str, n_clips: int, stop: Any, results: Any) -> None:
+    """An annotator submitting an answer every 0.2 s until ``stop`` is set: how long each submit waited."""
+    import random
+
+    from curation.records.annotations import add_annotation
+    from curation.records.store import Project
+
+    project = Project.open(project_path)
+    rng = random.Random(name)
+    waits, errors = [], []
+    while not stop.is_set():
+        fields = {"event": "NORMAL_ENTRY", "persons": 1, "badge_events": 1, "door": 3, "time": "12:00"}
+        tic = time.perf_counter()
+        try:
+            add_annotation(project, rng.randint(1, n_clips), name, fields=fields, seconds_spent=20.0)
+        except Exception as exc:  # counted: the acceptance is zero of them
+            errors.append(f"{type(exc).__name__}: {exc}")
+        waits.append(time.perf_counter() - tic)
+        time.sleep(0.2)
+    results.put({"waits": waits, "errors": errors})
+
+
+def import_with_annotators(project_path: Path, answers: Path, n_clips: int, annotators: int = 4) -> dict:
+    """`import-annotations` while ``annotators`` processes submit every 0.2 s: the verb's figures and their waits."""
+    import multiprocessing
+
+    from scale_project import ANNOTATORS
+
+    context = multiprocessing.get_context("fork")
+    stop, results = context.Event(), context.Queue()
+    writers = [context.Process(target=_annotator, args=(str(project_path), ANNOTATORS[i], n_clips, stop, results))
+               for i in range(annotators)]
+    for writer in writers:
+        writer.start()
+    time.sleep(1.0)  # they are submitting before the import starts
+    verb = run_verb("import-annotations", str(project_path), str(answers))
+    stop.set()
+    gathered = [results.get(timeout=60) for _ in writers]
+    for writer in writers:
+        writer.join(timeout=30)
+    waits = sorted(w for g in gathered for w in g["waits"])
+    verb["annotators"] = {"submits": len(waits), "errors": sum(len(g["errors"]) for g in gathered),
+                          "max_wait_s": round(waits[-1], 3) if waits else None,
+                          "median_wait_s": round(waits[len(waits) // 2], 3) if waits else None,
+                          "first_errors": [e for g in gathered for e in g["errors"]][:3]}
+    return verb
 
 
 def pandas_agreement_baseline(db: Path, n_boot: int = 1000, random_state: int = 0) -> dict:
@@ -178,8 +227,12 @@ def main() -> None:
           f"{report['setup_s']} s)")
     print(f"{'verb':<32}{'wall s':>9}{'cpu s':>9}{'peak RSS MB':>13}", flush=True)
     verbs = []
-    for label, args_ in (("import-annotations", ("import-annotations", str(project_path), str(answers))),
-                         ("resolve", ("resolve", str(project_path))),
+    verb = import_with_annotators(project_path, answers, args.clips)
+    verb["verb"] = "import-annotations (4 annotators)"
+    verbs.append(verb)
+    print(f"{verb['verb']:<32}{verb['wall_s']:>9}{verb['cpu_s']:>9}{verb['peak_rss_mb']:>13}   annotators: "
+          f"{verb['annotators']}", flush=True)
+    for label, args_ in (("resolve", ("resolve", str(project_path))),
                          ("resolve (again, nothing new)", ("resolve", str(project_path))),
                          ("agree", ("agree", str(project_path), "--n-boot", "1000")),
                          # another seed: the report kept by the import does not apply, it is summed from the rows
@@ -195,12 +248,13 @@ def main() -> None:
         verb["verb"] = label
         verbs.append(verb)
         print(f"{label:<32}{verb['wall_s']:>9}{verb['cpu_s']:>9}{verb['peak_rss_mb']:>13}", flush=True)
-    agree_event = verbs[3]["output"]["fields"]["event"]  # the seed the baseline draws with
+    agree_event = next(v for v in verbs if v["verb"] == "agree")["output"]["fields"]["event"]  # the baseline's seed
     baseline = pandas_agreement_baseline(project_path / "cliptune.db")
     report["verbs"] = [{k: v for k, v in verb.items() if k != "output"} for verb in verbs]
     report["agreement_event"] = {"cliptune": {"value": agree_event["value"], "ci": agree_event["ci"]},
                                  "pandas_baseline": baseline,
-                                 "agree_over_baseline": round(verbs[3]["wall_s"] / baseline["seconds"], 2)}
+                                 "agree_over_baseline": round(next(v for v in verbs if v["verb"] == "agree")["wall_s"]
+                                                              / baseline["seconds"], 2)}
     report["pages"] = page_timings(project_path)
 
     print(f"pandas baseline (event alpha + 1,000 bootstraps): {baseline['seconds']} s; agree / baseline "
