@@ -209,12 +209,13 @@ def _store(project: Project, rows: list[dict[str, Any]], version: str) -> None:
                             for r in rows if r["clip_id"] not in done)
 
 
-def _run(jobs: list[dict[str, Any]], workers: int) -> Iterable[dict[str, Any]]:
+def _run(compute: Callable[[dict[str, Any]], dict[str, Any]], jobs: list[dict[str, Any]], workers: int
+         ) -> Iterable[dict[str, Any]]:
     if workers <= 1 or len(jobs) <= 1:
-        yield from map(clip_visuals, jobs)
+        yield from map(compute, jobs)
         return
     with ProcessPoolExecutor(max_workers=workers) as executor:
-        futures = [executor.submit(clip_visuals, job) for job in jobs]
+        futures = [executor.submit(compute, job) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
 
@@ -229,6 +230,23 @@ def extract_features(
 ) -> FeatureReport:
     """Compute and cache the picture features of every clip (or ``clip_ids``) that has none for this extractor
     version. Parallel over clips with ``workers`` processes (default: one per core). Returns what it did."""
+    return extract_cached(project, clip_visuals, EXTRACTOR_VERSION, clip_ids=clip_ids, workers=workers,
+                          batch_size=batch_size, progress=progress)
+
+
+def extract_cached(
+    project: Project,
+    compute: Callable[[dict[str, Any]], dict[str, Any]],
+    version: str,
+    *,
+    clip_ids: Iterable[int] | None = None,
+    workers: int | None = None,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> FeatureReport:
+    """Run ``compute`` (a top-level function: job -> ``{"clip_id", "values"}`` or ``{"clip_id", "error"}``) on
+    every clip (or ``clip_ids``) without a ``clip_features`` row of ``version``, and cache its rows under that
+    version. A clip that cannot be decoded is listed in ``failed`` and not cached, so it is tried again next time."""
     if workers is not None and workers < 1:
         raise CliptuneError(f"workers must be at least 1, got {workers}")
     started = time.perf_counter()
@@ -237,24 +255,24 @@ def extract_features(
         if clip_ids is not None:
             query = query.where(Clip.id.in_(list(clip_ids)))
         clips = list(session.scalars(query))
-    cached = _cached_ids(project, EXTRACTOR_VERSION)
+    cached = _cached_ids(project, version)
     jobs = [_job(project, clip) for clip in clips if clip.id not in cached]
     workers = workers if workers is not None else max(1, min(len(jobs), os.cpu_count() or 1))
     report = FeatureReport(cached=len(clips) - len(jobs), workers=workers)
     pending: list[dict[str, Any]] = []
-    for done, result in enumerate(_run(jobs, workers), start=1):
+    for done, result in enumerate(_run(compute, jobs, workers), start=1):
         if "error" in result:
             report.failed.append({"clip": result["clip_id"], "error": result["error"]})
         else:
             pending.append(result)
         if len(pending) >= batch_size:  # written as they come, so an interrupted run keeps its work
-            _store(project, pending, EXTRACTOR_VERSION)
+            _store(project, pending, version)
             report.computed += len(pending)
             pending = []
         if progress is not None:
             progress(done, len(jobs))
     if pending:
-        _store(project, pending, EXTRACTOR_VERSION)
+        _store(project, pending, version)
         report.computed += len(pending)
     report.failed.sort(key=lambda item: item["clip"])
     report.seconds = time.perf_counter() - started

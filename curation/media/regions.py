@@ -23,19 +23,14 @@ Example::
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from curation.errors import CliptuneError, VideoError
-from curation.media.features import FeatureReport, decode_png, encode_png, load_features
-from curation.records.store import Clip, ClipFeatures, Project
+from curation.errors import VideoError
+from curation.media.features import FeatureReport, decode_png, encode_png, extract_cached, load_features
+from curation.records.store import Project
 
 REGIONS_VERSION = "regions-1"
 SAMPLE_FPS = 4.0
@@ -83,40 +78,6 @@ def clip_regions(job: dict[str, Any]) -> dict[str, Any]:
     return {"clip_id": job["clip_id"], "values": values}
 
 
-def _job(project: Project, clip: Clip) -> dict[str, Any]:
-    """Read the proxy (already cut to the clip's segment) when there is one, else the source file's segment."""
-    if clip.proxy_path and (project.path / clip.proxy_path).exists():
-        return {"clip_id": clip.id, "path": str(project.path / clip.proxy_path), "start_s": 0.0, "end_s": None}
-    return {"clip_id": clip.id, "path": str(clip.source_path), "start_s": clip.start_s, "end_s": clip.end_s}
-
-
-def _cached_ids(project: Project) -> set[int]:
-    with project.session() as session:
-        return set(session.scalars(select(ClipFeatures.clip_id).where(ClipFeatures.version == REGIONS_VERSION)))
-
-
-def _store(project: Project, rows: list[dict[str, Any]]) -> None:
-    """Cache computed rows; rows another process cached meanwhile are kept as they are."""
-    try:
-        with project.write() as session:
-            session.add_all(ClipFeatures(clip_id=r["clip_id"], version=REGIONS_VERSION, values=r["values"])
-                            for r in rows)
-    except IntegrityError:
-        done = _cached_ids(project)
-        with project.write() as session:
-            session.add_all(ClipFeatures(clip_id=r["clip_id"], version=REGIONS_VERSION, values=r["values"])
-                            for r in rows if r["clip_id"] not in done)
-
-
-def _run(jobs: list[dict[str, Any]], workers: int) -> Iterable[dict[str, Any]]:
-    if workers <= 1 or len(jobs) <= 1:
-        yield from map(clip_regions, jobs)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as executor:
-        for future in as_completed([executor.submit(clip_regions, job) for job in jobs]):
-            yield future.result()
-
-
 def extract_regions(
     project: Project,
     *,
@@ -128,36 +89,8 @@ def extract_regions(
     """Compute and cache the maps of every clip (or ``clip_ids``) that has none for ``REGIONS_VERSION``, with
     ``workers`` processes (default: one per core). A clip that cannot be decoded is listed in ``failed`` and not
     cached, so it is tried again next time."""
-    if workers is not None and workers < 1:
-        raise CliptuneError(f"workers must be at least 1, got {workers}")
-    started = time.perf_counter()
-    with project.session() as session:
-        query = select(Clip).order_by(Clip.id)
-        if clip_ids is not None:
-            query = query.where(Clip.id.in_(list(clip_ids)))
-        clips = list(session.scalars(query))
-    cached = _cached_ids(project)
-    jobs = [_job(project, clip) for clip in clips if clip.id not in cached]
-    workers = workers if workers is not None else max(1, min(len(jobs), os.cpu_count() or 1))
-    report = FeatureReport(cached=len(clips) - len(jobs), workers=workers)
-    pending: list[dict[str, Any]] = []
-    for done, result in enumerate(_run(jobs, workers), start=1):
-        if "error" in result:
-            report.failed.append({"clip": result["clip_id"], "error": result["error"]})
-        else:
-            pending.append(result)
-        if len(pending) >= batch_size:  # written as they come, so an interrupted run keeps its work
-            _store(project, pending)
-            report.computed += len(pending)
-            pending = []
-        if progress is not None:
-            progress(done, len(jobs))
-    if pending:
-        _store(project, pending)
-        report.computed += len(pending)
-    report.failed.sort(key=lambda item: item["clip"])
-    report.seconds = time.perf_counter() - started
-    return report
+    return extract_cached(project, clip_regions, REGIONS_VERSION, clip_ids=clip_ids, workers=workers,
+                          batch_size=batch_size, progress=progress)
 
 
 def decode_maps(values: dict[str, Any]) -> dict[str, np.ndarray]:
