@@ -39,6 +39,7 @@ from curation.audit.shortcuts import (
     MIN_CLASS_COUNT,
     N_PERMUTATIONS,
     N_SPLITS,
+    check_settings,
     describe_rule,
     field_findings,
 )
@@ -291,13 +292,9 @@ def check_local_shortcuts(
     """
     from curation.media.regions import extract_regions, load_regions
 
-    if not 0 < margin < 0.5:
-        raise CliptuneError(f"margin must be between 0 and 0.5 (balanced accuracy above chance), got {margin}")
-    if not 0 < alpha < 1:
-        raise CliptuneError(f"alpha must be a probability between 0 and 1, got {alpha}")
-    if n_permutations < 1 or n_splits < 2 or min_class_count < 2 or min_group_clips < 2:
-        raise CliptuneError("n_permutations must be at least 1; n_splits, min_class_count and min_group_clips "
-                            "at least 2")
+    check_settings(margin, alpha, n_permutations, n_splits, min_class_count)
+    if min_group_clips < 2:
+        raise CliptuneError(f"min_group_clips must be at least 2, got {min_group_clips}")
     if len(grid) != 2 or not all(isinstance(g, int) and 1 <= g <= 32 for g in grid) or grid[0] * grid[1] < 2:
         raise CliptuneError(f"grid must be (columns, rows), each a whole number from 1 to 32, got {grid}")
     inputs = inputs if inputs is not None else AuditInputs.from_project(project, features=False)

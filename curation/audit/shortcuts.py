@@ -334,6 +334,16 @@ def field_findings(field_name: str, raw: pd.Series, choices: list[str], columns:
     return {"results": results, "skipped": skipped, "folds": folds_used, "flagged": flagged}
 
 
+def check_settings(margin: float, alpha: float, n_permutations: int, n_splits: int, min_class_count: int) -> None:
+    """The test's settings, checked at the public boundary (this check and the local one share them)."""
+    if not 0 < margin < 0.5:
+        raise CliptuneError(f"margin must be between 0 and 0.5 (balanced accuracy above chance), got {margin}")
+    if not 0 < alpha < 1:
+        raise CliptuneError(f"alpha must be a probability between 0 and 1, got {alpha}")
+    if n_permutations < 1 or n_splits < 2 or min_class_count < 2:
+        raise CliptuneError("n_permutations must be at least 1, n_splits and min_class_count at least 2")
+
+
 def check_shortcuts(
     source: Project | AuditInputs,
     *,
@@ -351,12 +361,7 @@ def check_shortcuts(
     Per-clip score: the share of flagged findings the clip carries (it has the flagged class and the flagged
     rule picks it), 0 when nothing is flagged.
     """
-    if not 0 < margin < 0.5:
-        raise CliptuneError(f"margin must be between 0 and 0.5 (balanced accuracy above chance), got {margin}")
-    if not 0 < alpha < 1:
-        raise CliptuneError(f"alpha must be a probability between 0 and 1, got {alpha}")
-    if n_permutations < 1 or n_splits < 2 or min_class_count < 2:
-        raise CliptuneError("n_permutations must be at least 1, n_splits and min_class_count at least 2")
+    check_settings(margin, alpha, n_permutations, n_splits, min_class_count)
     inputs = inputs_of(source, workers=workers)
     if inputs.features is None:
         raise CliptuneError("the shortcut check needs the feature table: build the inputs with features=True")
